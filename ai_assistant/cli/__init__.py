@@ -1,0 +1,68 @@
+"""The ``ai-assistant`` command line: a thin layer over the host. Command groups are imported only
+when invoked, and nothing heavy (provider SDKs, FastAPI) is imported to list or show things."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import AiAssistantError
+from .context import global_options, load_plugin_commands, options, report_error
+
+BUILTIN_COMMANDS = {
+    "models": "ai_assistant.cli.models:models",
+    "plugins": "ai_assistant.cli.plugins:plugins",
+    "config": "ai_assistant.cli.config:config",
+}
+
+
+class RootGroup(click.Group):
+    """Built-in command groups load on demand; plugin commands come from ``register_commands``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(BUILTIN_COMMANDS)
+        try:
+            names.update(load_plugin_commands(ctx))
+        except AiAssistantError:
+            pass  # help must work even when the settings are broken
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BUILTIN_COMMANDS:
+            module, attr = BUILTIN_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return load_plugin_commands(ctx).get(name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except AiAssistantError as exc:
+            report_error(ctx, exc)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line
+            report_error(ctx, exc, unexpected=True)
+        ctx.exit(1)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(package_name="ai-assistant", prog_name="ai-assistant")
+def cli() -> None:
+    """ai-assistant: chat models from provider plugins, one CLI for all of them.
+
+    Settings come from ./settings.toml (or --settings), .secrets.toml beside it, and
+    AI_ASSISTANT_* environment variables. Start with `ai-assistant models list`.
+    """
+
+
+def main() -> None:
+    cli.main(prog_name="ai-assistant")
+
+
+__all__ = ["cli", "main", "options"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""What every command shares: the global options, the loaded host, warnings and errors."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from ..errors import AiAssistantError
+from ..host import Host, load_host
+
+_OPTIONS = "ai_assistant.options"
+_HOST = "ai_assistant.host"
+_PLUGIN_COMMANDS = "ai_assistant.plugin_commands"
+
+
+@dataclass
+class GlobalOptions:
+    settings: str | None = None
+    env: str | None = None
+    plugins_dir: list[str] = field(default_factory=list)
+    verbose: bool = False
+    strict: bool = False
+
+
+def options(ctx: click.Context | None = None) -> GlobalOptions:
+    root = (ctx or click.get_current_context()).find_root()
+    return root.meta.setdefault(_OPTIONS, GlobalOptions())
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    opts = options(ctx)
+    if param.name == "plugins_dir":
+        opts.plugins_dir.extend(value)
+    elif value not in (None, False):
+        setattr(opts, param.name, value)
+    return value
+
+
+_GLOBAL_OPTIONS = [
+    click.option("--settings", metavar="PATH", expose_value=False, callback=_store,
+                 help="Settings file (default: the nearest ./settings.toml)."),
+    click.option("--env", metavar="NAME", expose_value=False, callback=_store,
+                 help="Settings environment: development (default), production, ..."),
+    click.option("--plugins-dir", metavar="DIR", multiple=True, expose_value=False,
+                 callback=_store, type=click.Path(exists=True, file_okay=False),
+                 help="Also load plugins from DIR (repeatable)."),
+    click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_store,
+                 help="Show tracebacks and details."),
+    click.option("--strict", is_flag=True, expose_value=False, callback=_store,
+                 help="Make any plugin failure an error."),
+]
+
+
+def global_options(command: Any) -> Any:
+    """Add the global options to a command, so they work before or after the subcommand."""
+    for option in reversed(_GLOBAL_OPTIONS):
+        command = option(command)
+    return command
+
+
+def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
+    """The host for this invocation, loaded once. Plugin problems go to stderr, one line each
+    (unless ``report`` is false, for commands that show them themselves); in strict mode they
+    are an error."""
+    root = (ctx or click.get_current_context()).find_root()
+    host = root.meta.get(_HOST)
+    if host is None:
+        opts = options(root)
+        host = load_host(settings=opts.settings, env=opts.env, plugins_dirs=opts.plugins_dir,
+                         strict=opts.strict or None)
+        root.meta[_HOST] = host
+        if report:
+            for line in host.plugins.messages():
+                click.echo(f"warning: {line}", err=True)
+            host.check_strict()
+    return host
+
+
+def load_plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """Commands added by plugins' ``register_commands``; a name already taken is refused."""
+    root = ctx.find_root()
+    if _PLUGIN_COMMANDS not in root.meta:
+        from . import BUILTIN_COMMANDS
+
+        host = get_host(root)
+        commands: dict[str, click.Command] = {}
+
+        def kwargs_for(name: str) -> dict[str, Any]:
+            return {"cli": groups.setdefault(name, click.Group(name))}
+
+        groups: dict[str, click.Group] = {}
+        host.plugins.call_each("register_commands", kwargs_for)
+        for plugin, group in groups.items():
+            for name, command in group.commands.items():
+                if name in BUILTIN_COMMANDS or name in commands:
+                    info = host.plugins.plugins[plugin]
+                    info.problems.append(f"command {name!r} is already taken; not added")
+                    click.echo(f"warning: plugin {plugin!r}: command {name!r} is already taken",
+                               err=True)
+                else:
+                    commands[name] = command
+        root.meta[_PLUGIN_COMMANDS] = commands
+    return root.meta[_PLUGIN_COMMANDS]
+
+
+def report_error(ctx: click.Context, exc: BaseException, unexpected: bool = False) -> None:
+    """Print one clear error line (and a hint) to stderr; the traceback only with -v.
+    Every known secret value is masked."""
+    host: Host | None = ctx.find_root().meta.get(_HOST)
+    redact = host.config.redact if host else (lambda text: text)
+    verbose = options(ctx).verbose
+    if verbose:
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    if unexpected:
+        message = f"unexpected {type(exc).__name__}: {exc}"
+    else:
+        message = str(exc)
+    click.echo(f"error: {redact(message)}", err=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        click.echo(f"  hint: {redact(hint)}", err=True)
+    if unexpected and not verbose:
+        click.echo("  (run with -v to see the traceback)", err=True)
+
+
+__all__ = ["AiAssistantError", "GlobalOptions", "get_host", "global_options", "options"]

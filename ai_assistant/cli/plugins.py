@@ -1,0 +1,77 @@
+"""`ai-assistant plugins`: see what loaded from where, and scaffold a new provider plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import load_config
+from ..errors import PluginError
+from ..scaffold import write_provider_plugin
+from .context import get_host, global_options, options
+from .output import echo_json, render_table, warn
+
+
+def _where(location: str) -> str:
+    path = Path(location)
+    if not path.is_absolute():
+        return location  # an entry point's module:attr
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return location
+
+
+@click.group()
+def plugins() -> None:
+    """List plugins, or write a new provider plugin."""
+
+
+@plugins.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@global_options
+def list_plugins(fmt: str) -> None:
+    """Every plugin found: source, version, hooks, status and why it failed."""
+    host = get_host(report=False)
+    report = host.plugins.report
+    if fmt == "json":
+        echo_json([info.as_dict() for info in report])
+    else:
+        rows = []
+        for info in report:
+            source = (f"entry point {info.location} ({info.distribution})"
+                      if info.source == "entry point" else _where(info.location))
+            notes = [info.reason] if info.reason else []
+            notes += info.problems
+            rows.append((info.name, source, info.version or "", ",".join(info.hooks) or "-",
+                         info.status, "; ".join(notes)))
+        click.echo(render_table(["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "REASON"], rows))
+    for line in host.plugins.warnings:
+        warn(line)
+    try:
+        host.check_strict()
+    except PluginError as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write it (default: the first plugins directory).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@global_options
+def new_plugin(name: str, directory: Path | None, force: bool) -> None:
+    """Write NAME.py, a provider plugin ready to edit, into the first plugins directory."""
+    opts = options()
+    if directory is None:
+        if opts.plugins_dir:
+            directory = Path(opts.plugins_dir[0])
+        else:
+            config = load_config(opts.settings, env=opts.env)
+            directory = config.plugin_dirs()[0]
+    path = write_provider_plugin(name, directory, force=force)
+    click.echo(f"wrote {_where(str(path.resolve()))}")
+    click.echo(f"next: add a [default.models.{name}] section to settings.toml (see the file's "
+               "docstring), then run `ai-assistant models list`")

@@ -1,0 +1,269 @@
+"""Layered settings: find the files, build the Dynaconf object, check the host's keys, mask secrets.
+
+Layers, later wins: ``settings.toml`` < ``.secrets.toml`` < ``settings.local.toml`` <
+``AI_ASSISTANT_*`` environment variables; inside each file ``[default]`` < the active environment
+(``[development]`` unless ``--env``/``AI_ASSISTANT_ENV`` says otherwise). Tables merge key by key
+(a key in ``.secrets.toml`` never wipes the model list in ``settings.toml``); arrays are extended.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .masking import collect_secret_values, mask_tree, redact
+
+ENVVAR_PREFIX = "AI_ASSISTANT"
+SETTINGS_FILE = "settings.toml"
+SECRETS_FILE = ".secrets.toml"
+LOCAL_FILE = "settings.local.toml"
+DEFAULT_ENV = "development"
+DEFAULT_PLUGIN_DIRS = ["contrib_providers"]
+
+
+def env_var_name(key_path: str) -> str:
+    """``models.openai.api_key`` -> ``AI_ASSISTANT_MODELS__OPENAI__API_KEY``."""
+    return f"{ENVVAR_PREFIX}_" + "__".join(part.upper() for part in key_path.split("."))
+
+
+def name_list(value: Any) -> list[str]:
+    """A list of names from a TOML array or a comma/space separated string (an env var).
+    Anything else gives no names (``check_host_settings`` reports it)."""
+    if isinstance(value, str):
+        return [v for v in value.replace(",", " ").split() if v]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return []
+
+
+@dataclass
+class Config:
+    """The loaded settings, where they came from, and what in them is secret."""
+
+    settings: Any  # the Dynaconf object handed to plugins
+    root: Path
+    files: list[Path]
+    env: str
+    secret_paths: set[str] = field(default_factory=set)
+    _secret_values: set[str] | None = field(default=None, repr=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The merged settings with lower-case top-level keys (Dynaconf upper-cases them)."""
+        data = self.settings.as_dict()
+        return {k.lower(): v for k, v in data.items() if k.lower() not in _INTERNAL_KEYS}
+
+    @property
+    def secret_values(self) -> set[str]:
+        if self._secret_values is None:
+            self._secret_values = collect_secret_values(self.as_dict(), self.secret_paths)
+        return self._secret_values
+
+    def masked(self) -> dict[str, Any]:
+        return mask_tree(self.as_dict(), self.secret_values, self.secret_paths)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secret_values)
+
+    def plugin_dirs(self) -> list[Path]:
+        dirs = name_list(self.get("plugins.dirs", DEFAULT_PLUGIN_DIRS))
+        return [(self.root / d).resolve() for d in dirs]
+
+    @property
+    def enabled_plugins(self) -> list[str]:
+        return name_list(self.get("plugins.enabled"))
+
+    @property
+    def disabled_plugins(self) -> list[str]:
+        return name_list(self.get("plugins.disabled"))
+
+    @property
+    def strict(self) -> bool:
+        return self.get("plugins.strict", False) is True
+
+    def origin(self, key_path: str) -> str | None:
+        """The file (or environment variable) that last set ``key_path``, for error messages."""
+        from dynaconf.utils.inspect import get_history
+
+        try:
+            history = get_history(self.settings, key_path)
+        except Exception:  # noqa: BLE001 - only a nicety for messages
+            return None
+        if not history:
+            return None
+        last = history[-1]
+        if last.get("loader") == "env_global":
+            return f"environment variable {env_var_name(key_path)}"
+        return last.get("identifier")
+
+
+# Keys Dynaconf or our own switches put in the settings that are not user configuration.
+_INTERNAL_KEYS = {"env", "load_dotenv", "settings_file", "settings_files"}
+
+
+def find_settings_file(start: Path) -> Path | None:
+    """The nearest ``settings.toml`` in ``start`` or a parent directory."""
+    for directory in (start, *start.parents):
+        candidate = directory / SETTINGS_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid TOML: {exc}",
+            hint="fix the syntax at that line (a TOML table is [name], a string is quoted)",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            yield from _leaf_paths(value, path)
+        else:
+            yield path
+
+
+def load_config(
+    settings_path: str | os.PathLike[str] | None = None,
+    env: str | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> Config:
+    """Load the settings and (if ``check``) the host's own keys; raises ``ConfigError`` naming
+    the file or key at fault."""
+    cwd = Path.cwd() if cwd is None else cwd
+    if settings_path is not None:
+        main_file = Path(settings_path).expanduser()
+        if not main_file.is_absolute():
+            main_file = cwd / main_file
+        if not main_file.is_file():
+            raise ConfigError(
+                f"settings file not found: {settings_path}",
+                hint="check the path given to --settings, or leave it out to use ./settings.toml",
+            )
+    else:
+        main_file = find_settings_file(cwd)
+    root = main_file.parent if main_file else cwd
+
+    candidates = [main_file, root / SECRETS_FILE, root / LOCAL_FILE] if main_file else []
+    files = [p for p in candidates if p is not None and p.is_file()]
+    parsed = {p: _read_toml(p) for p in files}
+
+    env_name = (env or os.environ.get(f"{ENVVAR_PREFIX}_ENV") or DEFAULT_ENV).lower()
+    secret_paths: set[str] = set()
+    secrets_file = root / SECRETS_FILE
+    if secrets_file in parsed:
+        for env_table in parsed[secrets_file].values():
+            if isinstance(env_table, Mapping):
+                secret_paths.update(p.lower() for p in _leaf_paths(env_table))
+
+    from dynaconf import Dynaconf
+
+    settings = Dynaconf(
+        envvar_prefix=ENVVAR_PREFIX,
+        environments=True,
+        env_switcher=f"{ENVVAR_PREFIX}_ENV",
+        env=env_name,
+        settings_files=[str(p) for p in files],
+        root_path=str(root),
+        merge_enabled=True,
+        load_dotenv=False,
+    )
+    config = Config(settings=settings, root=root, files=files, env=env_name,
+                    secret_paths=secret_paths)
+    problems = check_host_settings(config) if check else []
+    if problems:
+        raise ConfigError(
+            "invalid settings:\n" + "\n".join(f"  {key}: {msg}" for key, msg in problems),
+            hint="fix the keys above (see `ai-assistant config validate` for all checks)",
+        )
+    return config
+
+
+def defined_environments(config: Config) -> set[str]:
+    """Environment names that have a table in any settings file."""
+    names: set[str] = set()
+    for path in config.files:
+        data = _read_toml(path)
+        names.update(k.lower() for k, v in data.items() if isinstance(v, Mapping))
+    return names
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return {str: "a string", int: "an integer", float: "a number"}.get(type(value), "a value")
+
+
+_NAMES = 'a list of plugin names, like ["echo"]'
+# (key, accepted types, what to write instead); a string is accepted where an environment
+# variable may give a comma-separated list.
+_HOST_KEYS: list[tuple[str, tuple[type, ...], str]] = [
+    ("plugins", (Mapping,), "a table [default.plugins]"),
+    ("plugins.dirs", (list, str), 'a list of directories, like ["contrib_providers"]'),
+    ("plugins.enabled", (list, str), _NAMES),
+    ("plugins.disabled", (list, str), _NAMES),
+    ("plugins.strict", (bool,), "true or false"),
+    ("models", (Mapping,), "a table of provider sections, like [default.models.echo]"),
+]
+
+
+def check_host_settings(config: Config) -> list[tuple[str, str]]:
+    """Every problem with the keys the host itself reads, as ``(key path, message)`` pairs.
+
+    A message names the expected type and where the bad value was set, never the value itself
+    (Dynaconf's validator messages print it, and it may be a secret).
+    """
+    problems: list[tuple[str, str]] = []
+
+    def wrong(key: str, value: Any, expected: str) -> None:
+        where = config.origin(key)
+        problems.append((key, f"must be {expected}, not {_type_name(value)}"
+                         + (f" (set in {where})" if where else "")))
+
+    for key, types, expected in _HOST_KEYS:
+        value = config.get(key)
+        if value is not None and not isinstance(value, types):
+            wrong(key, value, expected)
+    models = config.get("models")
+    if isinstance(models, Mapping):
+        for provider, section in models.items():
+            if not isinstance(section, Mapping):
+                wrong(f"models.{provider}", section, f"a table [default.models.{provider}]")
+    return problems
+
+
+def masked_value(config: Config, key: str | None) -> Any:
+    """The masked settings, or the masked value at a dotted ``key``."""
+    data = config.masked()
+    if not key:
+        return data
+    node: Any = data
+    for part in key.split("."):
+        if isinstance(node, Mapping):
+            match = next((k for k in node if str(k).lower() == part.lower()), None)
+            if match is not None:
+                node = node[match]
+                continue
+        raise ConfigError(f"no setting {key!r}", hint="run `ai-assistant config show` to see all")
+    return node

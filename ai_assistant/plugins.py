@@ -1,0 +1,354 @@
+"""Plugin discovery, enable/disable, loading with failure isolation, and the per-plugin report.
+
+Plugins come from installed distributions (entry point group ``ai_assistant``) and from plugin
+directories (each ``*.py`` file and package folder). Each is imported and each hook is called on
+its own, so one broken plugin is reported by name and never hides the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .hookspecs import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .registry import ModelRegistry
+
+ENTRY_POINT_GROUP = "ai_assistant"
+LOADED = "loaded"
+DISABLED = "disabled"
+FAILED = "failed"
+
+
+@dataclass
+class PluginInfo:
+    """One row of ``ai-assistant plugins list``."""
+
+    name: str
+    source: str  # "entry point" or "directory"
+    location: str  # "module:attr" of an entry point, or the file/folder path
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    status: str = LOADED
+    reason: str | None = None  # why it failed or is disabled
+    problems: list[str] = field(default_factory=list)  # contained, non-fatal (duplicate ids)
+    path: Path | None = field(default=None, repr=False)
+    load: Callable[[], Any] | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "location": self.location,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": list(self.hooks),
+            "status": self.status,
+            "reason": self.reason,
+            "problems": list(self.problems),
+        }
+
+
+def bundled_plugins_dir() -> Path:
+    """``contrib_providers/``, shipped inside the wheel as ``ai_assistant.contrib_providers``."""
+    spec = importlib.util.find_spec("ai_assistant.contrib_providers")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
+    return (Path(__file__).resolve().parent.parent / "contrib_providers").resolve()
+
+
+def _hook_specs(pm: pluggy.PluginManager) -> dict[str, list[str]]:
+    return {
+        name: list(caller.spec.argnames)
+        for name, caller in vars(pm.hook).items()
+        if isinstance(caller, pluggy.HookCaller) and caller.spec is not None
+    }
+
+
+def _positional_args(function: Callable[..., Any]) -> list[str]:
+    """The arguments pluggy passes to a hookimpl: those without a default."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind in kinds and p.default is p.empty
+    ]
+
+
+def _where(exc: BaseException, path: Path | None) -> str:
+    """`` (file.py line N)`` for the deepest frame inside the plugin's own files."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({Path(exc.filename).name} line {exc.lineno})"
+    if path is None:
+        return ""
+    root = path if path.is_dir() else path.parent
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root))]
+    if not frames:
+        return ""
+    return f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})"
+
+
+def describe_exception(exc: BaseException, path: Path | None = None) -> str:
+    """One line: ``ValueError: bad endpoint (my_provider.py line 12)``."""
+    message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    message = " ".join(str(message).split())
+    text = type(exc).__name__ + (f": {message}" if message else "")
+    return text + _where(exc, path)
+
+
+def _import_path(name: str, path: Path) -> ModuleType:
+    """Import a plugin file or package folder under a private module name."""
+    module_name = f"ai_assistant_plugin_{name}"
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(
+            module_name, path / "__init__.py", submodule_search_locations=[str(path)]
+        )
+    else:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _scan_directory(directory: Path) -> list[tuple[str, Path]]:
+    """(name, path) for every ``*.py`` file and package folder, skipping ``_private`` ones."""
+    found = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.suffix == ".py" and entry.is_file():
+            found.append((entry.stem, entry))
+        elif entry.is_dir() and (entry / "__init__.py").is_file():
+            found.append((entry.name, entry))
+    return found
+
+
+class Plugins:
+    """Finds, filters, imports and calls plugins; keeps a report of each one."""
+
+    def __init__(
+        self,
+        config: Config,
+        extra_dirs: Iterable[Path] = (),
+        include_entry_points: bool = True,
+    ) -> None:
+        self.config = config
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.specs = _hook_specs(self.pm)
+        self.plugins: dict[str, PluginInfo] = {}  # by name: the plugin that holds the name
+        self.report: list[PluginInfo] = []  # every plugin found, in load order
+        self.warnings: list[str] = []
+        self._extra_dirs = [Path(d).resolve() for d in extra_dirs]
+        self._include_entry_points = include_entry_points
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _candidates(self) -> list[PluginInfo]:
+        candidates: list[PluginInfo] = []
+        seen_paths: set[Path] = set()
+        configured = self.config.plugin_dirs()
+        directories = [bundled_plugins_dir(), *configured, *self._extra_dirs]
+        for directory in directories:
+            if directory in seen_paths:
+                continue
+            seen_paths.add(directory)
+            if not directory.is_dir():
+                if directory in configured and self.config.get("plugins.dirs") is not None:
+                    self.warnings.append(
+                        f"plugins.dirs: directory not found: {directory} (create it or remove it "
+                        "from plugins.dirs)"
+                    )
+                continue
+            for name, path in _scan_directory(directory):
+                resolved = path.resolve()
+                if resolved in seen_paths:
+                    continue
+                seen_paths.add(resolved)
+                candidates.append(
+                    PluginInfo(name=name, source="directory", location=str(path), path=path,
+                               load=lambda name=name, path=path: _import_path(name, path))
+                )
+        if self._include_entry_points:
+            candidates.extend(self._entry_point_candidates())
+        return candidates
+
+    def _entry_point_candidates(self) -> list[PluginInfo]:
+        from importlib.metadata import entry_points
+
+        found = []
+        seen: set[tuple[str, str]] = set()
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if (ep.name, ep.value) in seen:
+                continue
+            seen.add((ep.name, ep.value))
+            dist = getattr(ep, "dist", None)
+            found.append(
+                PluginInfo(
+                    name=ep.name, source="entry point", location=ep.value,
+                    distribution=dist.name if dist else None,
+                    version=dist.version if dist else None,
+                    load=ep.load,
+                )
+            )
+        return found
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Discover and import every enabled plugin; failures are recorded, never raised."""
+        enabled = self.config.enabled_plugins
+        disabled = self.config.disabled_plugins
+        candidates = self._candidates()
+        known = {c.name for c in candidates}
+        for setting, names in (("plugins.enabled", enabled), ("plugins.disabled", disabled)):
+            for unknown in (n for n in names if n not in known):
+                close = difflib.get_close_matches(unknown, known, n=1)
+                self.warnings.append(
+                    f"{setting} names unknown plugin {unknown!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                )
+        for info in candidates:
+            self.report.append(info)
+            if info.name in self.plugins:
+                first = self.plugins[info.name]
+                info.status = FAILED
+                info.reason = f"name already used by the plugin at {first.location}; rename one"
+                continue
+            self.plugins[info.name] = info
+            if info.name in disabled:
+                info.status, info.reason = DISABLED, "listed in plugins.disabled"
+            elif enabled and info.name not in enabled:
+                info.status, info.reason = DISABLED, "not listed in plugins.enabled"
+            else:
+                self._import(info)
+
+    def _import(self, info: PluginInfo) -> None:
+        assert info.load is not None
+        try:
+            module = info.load()
+        except BaseException as exc:  # a plugin may even raise SystemExit on import
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            action = "cannot load entry point" if info.source == "entry point" else "import failed"
+            self._fail(info, f"{action}: {describe_exception(exc, info.path)}")
+            return
+        if info.version is None:
+            version = getattr(module, "__version__", None)
+            info.version = str(version) if version is not None else None
+        problem = self._check_hooks(module)
+        if problem:
+            self._fail(info, problem)
+            return
+        try:
+            self.pm.register(module, name=info.name)
+        except Exception as exc:  # pluggy's own validation, e.g. a misused hookwrapper
+            self._fail(info, f"rejected by the plugin manager: {describe_exception(exc)}")
+            return
+        info.hooks = sorted(
+            name for name in self.specs
+            if any(self.pm.get_name(i.plugin) == info.name
+                   for i in getattr(self.pm.hook, name).get_hookimpls())
+        )
+
+    def _check_hooks(self, module: Any) -> str | None:
+        """Why a module's hook functions cannot work, or None if they can."""
+        for attr in dir(module):
+            function = getattr(module, attr, None)
+            if not callable(function):
+                continue
+            marked = self.pm.parse_hookimpl_opts(module, attr) is not None
+            if not marked:
+                if attr in self.specs and inspect.isfunction(function):
+                    return (f"{attr}() is not marked as a hook: decorate it with @hookimpl "
+                            "(from ai_assistant import hookimpl)")
+                continue
+            if attr not in self.specs:
+                close = difflib.get_close_matches(attr, self.specs, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return f"implements unknown hook {attr!r}{hint}"
+            extra = [a for a in _positional_args(function) if a not in self.specs[attr]]
+            if extra:
+                return (f"{attr}() takes {', '.join(repr(a) for a in extra)}, which the hook "
+                        f"does not provide (it provides: {', '.join(self.specs[attr])})")
+        return None
+
+    def _fail(self, info: PluginInfo, reason: str) -> None:
+        info.status = FAILED
+        info.reason = self.config.redact(reason)
+        plugin = self.pm.get_plugin(info.name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+
+    # -- calling hooks -----------------------------------------------------------------------
+
+    def call_each(self, hook: str, kwargs_for: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+        """Call ``hook`` plugin by plugin; a plugin that raises is marked failed, others go on."""
+        results: dict[str, Any] = {}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            name = self.pm.get_name(impl.plugin)
+            info = self.plugins[name]
+            kwargs = kwargs_for(name)
+            try:
+                results[name] = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                self._fail(info, f"{hook} raised {describe_exception(exc, info.path)}")
+        return results
+
+    def register_models(self, registry: ModelRegistry) -> None:
+        bound = {}
+
+        def kwargs_for(name: str) -> dict[str, Any]:
+            bound[name] = registry.for_plugin(name)
+            return {"config": self.config.settings, "registry": bound[name]}
+
+        self.call_each("register_models", kwargs_for)
+        for name, plugin_registry in bound.items():
+            info = self.plugins[name]
+            if info.status == FAILED:
+                registry.remove_plugin(name)  # a half-registered plugin is withdrawn whole
+            else:
+                info.problems.extend(self.config.redact(p) for p in plugin_registry.problems)
+
+    def validate_config(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        results = self.call_each("validate_config", lambda _: {"config": self.config.settings})
+        for name, result in results.items():
+            for item in result or ():
+                key, message = item if isinstance(item, tuple) else (f"plugin {name}", str(item))
+                problems.append((key, self.config.redact(message)))
+        return problems
+
+    # -- the report --------------------------------------------------------------------------
+
+    def failures(self) -> list[PluginInfo]:
+        return [p for p in self.report if p.status == FAILED or p.problems]
+
+    def messages(self) -> list[str]:
+        """One line per failure, problem and warning, for stderr."""
+        lines = list(self.warnings)
+        for info in self.report:
+            if info.status == FAILED:
+                lines.append(f"plugin {info.name!r} failed: {info.reason}")
+            lines.extend(f"plugin {info.name!r}: {problem}" for problem in info.problems)
+        return lines

@@ -1,0 +1,210 @@
+"""Helpers for provider plugins: read a ``models.<provider>`` section into per-model settings.
+
+A section holds defaults for all its models plus a ``models`` array; each entry may override a
+default (a per-model ``api_key``, ``timeout``...). ``ProviderSection.read`` gives one ``ModelEntry``
+per usable entry and a problem line for each broken one; ``ProviderSection.validate`` gives every
+problem as ``(key path, message)`` for ``ai-assistant config validate``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "a table", list: "an array"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a provider reads. ``per_model`` keys may also be set on the section as a default."""
+
+    name: str
+    types: tuple[type, ...] = (str,)
+    required: bool = False
+    secret: bool = False
+    section: bool = True  # may appear on the section, as the default for every model
+    per_model: bool = True  # may appear on a model entry
+    default: Any = None
+
+    def expected(self) -> str:
+        return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+
+
+@dataclass
+class ModelEntry:
+    """One model's settings, section defaults merged with its own entry."""
+
+    id: str
+    options: dict[str, Any]
+    key_path: str  # models.<provider>.models[i]
+    missing_secrets: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.options.get(key)
+
+
+def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    # Dynaconf keys are case-insensitive; an environment variable arrives upper-case.
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ProviderSection:
+    """The shape of one provider's settings section."""
+
+    def __init__(self, provider: str, options: list[Option], id_from: str = "model_name",
+                 secret_optional: Any = None) -> None:
+        self.provider = provider
+        self.options = {o.name: o for o in options}
+        self.id_from = id_from
+        # secret_optional(entry_options) -> True when this model can run without its secret
+        # (a local server); otherwise an unset secret makes the model "missing secret".
+        self.secret_optional = secret_optional
+
+    @property
+    def path(self) -> str:
+        return f"models.{self.provider}"
+
+    def _section(self, config: Any) -> dict[str, Any] | None:
+        section = config.get(self.path)
+        return _lower_keys(section) if isinstance(section, Mapping) else None
+
+    def _type_problems(self, data: Mapping[str, Any], prefix: str, level: str) -> list[tuple]:
+        problems = []
+        for key, value in data.items():
+            if key == "models" and level == "section":
+                continue
+            option = self.options.get(key)
+            allowed = option and (option.section if level == "section" else option.per_model)
+            if not allowed:
+                names = [n for n, o in self.options.items()
+                         if (o.section if level == "section" else o.per_model)]
+                close = difflib.get_close_matches(key, names, n=1)
+                problems.append((f"{prefix}.{key}", "unknown key" + (
+                    f" (did you mean {close[0]!r}?)" if close else
+                    f"; known keys here: {', '.join(sorted(names))}")))
+            elif value is not None and not (
+                isinstance(value, option.types)
+                and not (isinstance(value, bool) and bool not in option.types)
+            ):
+                problems.append((f"{prefix}.{key}", f"must be {option.expected()}"))
+        return problems
+
+    def _entries(self, config: Any) -> tuple[list[ModelEntry], list[tuple[str, str]]]:
+        section = self._section(config)
+        if section is None:
+            return [], []
+        problems = self._type_problems(section, self.path, "section")
+        raw_models = section.get("models") or []
+        if not isinstance(raw_models, list):
+            problems.append((f"{self.path}.models", "must be an array of tables, like "
+                             f'models = [{{ {self.id_from} = "..." }}]'))
+            return [], problems
+        defaults = {k: v for k, v in section.items() if k != "models"}
+        entries: list[ModelEntry] = []
+        for i, raw in enumerate(raw_models):
+            key_path = f"{self.path}.models[{i}]"
+            if not isinstance(raw, Mapping):
+                problems.append((key_path, "must be a table, like "
+                                 f'{{ {self.id_from} = "..." }}'))
+                continue
+            own = _lower_keys(raw)
+            entry_problems = self._type_problems(own, key_path, "model")
+            merged = {name: o.default for name, o in self.options.items() if o.default is not None}
+            merged.update(_plain(defaults))
+            merged.update(_plain(own))
+            for option in self.options.values():
+                if option.required and merged.get(option.name) in (None, ""):
+                    entry_problems.append((f"{key_path}.{option.name}",
+                                           f"is required: add {option.name} = \"...\""))
+            problems.extend(entry_problems)
+            if entry_problems:
+                continue
+            model_id = str(merged.get("id") or merged.get(self.id_from))
+            entry = ModelEntry(model_id, merged, key_path)
+            for option in self.options.values():
+                if option.secret and merged.get(option.name) in (None, ""):
+                    if not (self.secret_optional and self.secret_optional(merged)):
+                        entry.missing_secrets.append(f"{self.path}.{option.name}")
+            entries.append(entry)
+        return entries, problems
+
+    def read(self, config: Any, registry: Any = None) -> list[ModelEntry]:
+        """The usable model entries; each broken one is reported to ``registry`` (if given)."""
+        entries, problems = self._entries(config)
+        if registry is not None:
+            for key, message in problems:
+                if message.startswith("unknown key"):
+                    continue  # only `config validate` nags about unknown keys
+                skipped = "; this model is skipped" if ".models[" in key else ""
+                registry.report(f"{key}: {message}{skipped}")
+        return entries
+
+    def validate(self, config: Any) -> list[tuple[str, str]]:
+        return self._entries(config)[1]
+
+    def register_models(self, config: Any, registry: Any, build: Any, *shown: str) -> None:
+        """Register every usable entry with ``factory=build(entry.options)`` deferred to first
+        use, showing the ``shown`` fields in ``models list``."""
+        from functools import partial
+
+        for entry in self.read(config, registry):
+            registry.register(
+                entry.id,
+                factory=partial(build, entry.options),
+                missing_secrets=entry.missing_secrets,
+                **display_info(entry, *shown),
+            )
+
+
+# Keys every OpenAI-protocol provider accepts, passed to the LangChain constructor as they are.
+COMMON_OPTIONS = [
+    Option("id", section=False),
+    Option("timeout", (int, float)),
+    Option("max_retries", (int,)),
+    Option("default_headers", (dict,)),
+    Option("temperature", (int, float)),
+    Option("max_tokens", (int,)),
+]
+_PASS_THROUGH = ("timeout", "max_retries", "default_headers", "temperature", "max_tokens")
+
+
+def is_loopback_url(url: Any) -> bool:
+    """True for http://localhost..., http://127.x..., http://[::1]...: servers that need no key."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(str(url)).hostname or ""
+    except ValueError:
+        return False
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def chat_openai(options: Mapping[str, Any], *, base_url: str, api_key: str | None,
+                azure: bool = False, **extra: Any) -> Any:
+    """Build ``ChatOpenAI`` (or ``AzureChatOpenAI``): the SDK is imported here, on first use."""
+    kwargs = {k: options[k] for k in _PASS_THROUGH if options.get(k) is not None}
+    kwargs.update(extra)
+    if azure:
+        from langchain_openai import AzureChatOpenAI
+
+        return AzureChatOpenAI(azure_endpoint=base_url, api_key=api_key, **kwargs)
+    from langchain_openai import ChatOpenAI
+
+    # Servers on loopback (llama.cpp, vLLM, Ollama) ignore the key, but the SDK insists on one.
+    return ChatOpenAI(base_url=base_url, api_key=api_key or "not-needed", **kwargs)
+
+
+def display_info(entry: ModelEntry, *keys: str) -> dict[str, Any]:
+    """The entry's non-secret fields worth showing in ``models list``/``models show``."""
+    return {k: entry.options[k] for k in keys if entry.options.get(k) not in (None, "")}

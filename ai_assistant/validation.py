@@ -1,0 +1,56 @@
+"""``config validate``: every problem with the settings and plugins, found in one pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import check_host_settings, defined_environments
+from .host import Host
+from .plugins import FAILED
+from .registry import MISSING_SECRET
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    key: str
+    message: str
+
+
+def validate(host: Host) -> list[Finding]:
+    """Errors (settings that are wrong) and warnings (things that will not work as they are)."""
+    config, plugins = host.config, host.plugins
+    findings = [Finding(ERROR, key, msg) for key, msg in check_host_settings(config)]
+
+    if config.files and config.env != "default" and config.env not in defined_environments(config):
+        findings.append(Finding(WARNING, "env", f"environment {config.env!r} has no table in "
+                                "any settings file, so only [default] applies"))
+
+    reported_keys: set[str] = set()
+    for key, message in plugins.validate_config():
+        findings.append(Finding(ERROR, key, message))
+        reported_keys.add(key)
+
+    for info in plugins.report:
+        if info.status == FAILED:
+            findings.append(Finding(ERROR, f"plugin {info.name}", info.reason or "failed"))
+        for problem in info.problems:
+            if problem.split(":", 1)[0] not in reported_keys:
+                findings.append(Finding(WARNING, f"plugin {info.name}", problem))
+    findings.extend(Finding(WARNING, "plugins", line) for line in plugins.warnings)
+
+    loaded = set(plugins.plugins)
+    for section in config.get("models") or {}:
+        if str(section).lower() not in loaded:
+            findings.append(Finding(WARNING, f"models.{section}", "no plugin of this name is "
+                                    "loaded, so nothing reads this section"))
+
+    for model in host.registry:
+        if model.status == MISSING_SECRET:
+            findings.append(Finding(WARNING, ", ".join(model.missing_secrets),
+                                    f"not set, so model {model.id!r} cannot be used: "
+                                    f"{model.fix_hint()}"))
+    return findings

@@ -1,0 +1,102 @@
+"""The plugin contract: every hook a plugin may implement, documented for plugin authors.
+
+A plugin is a Python module (a file in a plugins directory, a package folder, or an installed
+distribution with an entry point in the ``ai_assistant`` group) whose functions are marked with
+``ai_assistant.hookimpl``::
+
+    from ai_assistant import hookimpl
+
+    @hookimpl
+    def register_models(config, registry):
+        section = config.get("models.my_provider") or {}
+        for m in section.get("models", []):
+            registry.register(
+                m["model_name"], factory=lambda m=m: build(m), endpoint=m["endpoint"]
+            )
+
+Rules that hold for every hook:
+
+- An implementation may take any subset of a hook's arguments, by name. An argument the hook
+  does not define makes the plugin fail to load, with that argument named.
+- A marked function whose name is not a hook below (``register_model``) makes the plugin fail to
+  load, with the closest hook name suggested. A function marked with another project's marker is
+  ignored by pluggy, so the host reports an unmarked ``register_models`` too.
+- Each plugin's implementation is called on its own: an exception fails that plugin only, and is
+  shown by ``ai-assistant plugins list`` with a one-line reason. Everything else keeps working.
+- Once published, a hook's arguments may be added to, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import click
+
+    from ai_assistant.registry import PluginRegistry
+
+PROJECT_NAME = "ai_assistant"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_models(config: Any, registry: PluginRegistry) -> None:
+    """Register this plugin's chat models.
+
+    Called once per plugin when the host starts, after configuration is loaded.
+
+    :param config: the whole settings object (Dynaconf). Read your own section, by convention
+        ``config.get("models.<plugin name>")``; keys are case-insensitive. It may be absent: then
+        register nothing.
+    :param registry: the host's model registry, bound to this plugin so every model is
+        attributed to it. Call ``registry.register(id, *, factory=None, model=None,
+        missing_secrets=(), **info)`` once per model:
+
+        - ``id``: what users type (``ai-assistant chat -m ID``). An id another plugin already
+          registered is refused (the first stays) and reported against this plugin; your other
+          models still register.
+        - ``factory``: a zero-argument callable returning a LangChain ``BaseChatModel``. It is
+          called on first use and its result cached, so import your SDK *inside* it: listing
+          models must never import ``langchain_openai``. Or ``model``: a ready instance.
+          Exactly one of the two.
+        - ``missing_secrets``: key paths of secrets this model needs that are not set (for
+          example ``["models.my_provider.api_key"]``). The model is still listed, with status
+          ``missing secret``, and using it raises an error saying where to set the key.
+        - ``info``: display fields shown by ``models list``/``models show`` (``model_name``,
+          ``endpoint``, ...). Never a secret.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def validate_config(config: Any) -> Iterable[tuple[str, str]] | None:
+    """Check this plugin's settings for ``ai-assistant config validate``.
+
+    Called only by ``config validate`` (never on start-up). Return every problem at once, each as
+    a ``(key_path, message)`` pair: ``("models.my_provider.models[0].endpoint", "is required:
+    add endpoint = \\"https://...\\"")``. A message says how to fix it and never quotes a secret.
+    Return ``None`` or an empty list when the section is fine.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``ai-assistant`` command line.
+
+    Called when the CLI starts, with the root command group::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def hello():
+                click.echo("hi")
+
+    A command whose name is already taken is refused and reported against this plugin.
+    """
