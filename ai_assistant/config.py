@@ -9,9 +9,7 @@ Layers, later wins: ``settings.toml`` < ``.secrets.toml`` < ``settings.local.tom
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +39,19 @@ def name_list(value: Any) -> list[str]:
     return []
 
 
-@dataclass
 class Config:
     """The loaded settings, where they came from, and what in them is secret."""
 
-    settings: Any  # the Dynaconf object handed to plugins
-    root: Path
-    files: list[Path]
-    env: str
-    secret_paths: set[str] = field(default_factory=set)
-    _secret_values: set[str] | None = field(default=None, repr=False)
+    def __init__(self, settings: Any, root: Path, files: list[Path], env: str) -> None:
+        self.settings = settings  # the Dynaconf object handed to plugins
+        self.root = root
+        self.files = files
+        self.env = env
+        self._secret_paths: set[str] | None = None
+        self._secret_values: set[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Config(root={str(self.root)!r}, env={self.env!r})"
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
@@ -59,6 +60,18 @@ class Config:
         """The merged settings with lower-case top-level keys (Dynaconf upper-cases them)."""
         data = self.settings.as_dict()
         return {k.lower(): v for k, v in data.items() if k.lower() not in _INTERNAL_KEYS}
+
+    @property
+    def secret_paths(self) -> set[str]:
+        """Every key set in ``.secrets.toml``: masked wherever settings are shown."""
+        if self._secret_paths is None:
+            self._secret_paths = set()
+            secrets_file = self.root / SECRETS_FILE
+            if secrets_file in self.files:
+                for env_table in _read_toml(secrets_file).values():
+                    if isinstance(env_table, Mapping):
+                        self._secret_paths.update(p.lower() for p in _leaf_paths(env_table))
+        return self._secret_paths
 
     @property
     def secret_values(self) -> set[str]:
@@ -118,6 +131,8 @@ def find_settings_file(start: Path) -> Path | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -163,15 +178,7 @@ def load_config(
 
     candidates = [main_file, root / SECRETS_FILE, root / LOCAL_FILE] if main_file else []
     files = [p for p in candidates if p is not None and p.is_file()]
-    parsed = {p: _read_toml(p) for p in files}
-
     env_name = (env or os.environ.get(f"{ENVVAR_PREFIX}_ENV") or DEFAULT_ENV).lower()
-    secret_paths: set[str] = set()
-    secrets_file = root / SECRETS_FILE
-    if secrets_file in parsed:
-        for env_table in parsed[secrets_file].values():
-            if isinstance(env_table, Mapping):
-                secret_paths.update(p.lower() for p in _leaf_paths(env_table))
 
     from dynaconf import Dynaconf
 
@@ -185,8 +192,13 @@ def load_config(
         merge_enabled=True,
         load_dotenv=False,
     )
-    config = Config(settings=settings, root=root, files=files, env=env_name,
-                    secret_paths=secret_paths)
+    config = Config(settings=settings, root=root, files=files, env=env_name)
+    try:
+        settings.get("plugins")  # Dynaconf reads files on first access: now, to name a bad one
+    except ValueError as exc:  # Dynaconf's TOML errors do not say which file
+        for path in files:
+            _read_toml(path)  # raises ConfigError naming the file and line
+        raise ConfigError(f"cannot load settings: {exc}") from None
     problems = check_host_settings(config) if check else []
     if problems:
         raise ConfigError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,18 @@ from .plugins import Plugins
 from .registry import ModelRegistry
 
 
-@dataclass
 class Host:
-    config: Config
-    plugins: Plugins
-    registry: ModelRegistry
-    strict: bool = False
+    """Settings, plugins and registry of one process; ``load_host`` builds it."""
+
+    def __init__(self, config: Config, plugins: Plugins, registry: ModelRegistry,
+                 strict: bool = False) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.registry = registry
+        self.strict = strict
+
+    def __repr__(self) -> str:
+        return f"Host({self.registry!r}, strict={self.strict})"
 
     def get_model(self, model_id: str) -> Any:
         """The LangChain chat model registered as ``model_id`` (built on first use)."""

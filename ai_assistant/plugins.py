@@ -7,13 +7,10 @@ its own, so one broken plugin is reported by name and never hides the others.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import inspect
 import sys
-import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -33,21 +30,33 @@ DISABLED = "disabled"
 FAILED = "failed"
 
 
-@dataclass
 class PluginInfo:
-    """One row of ``ai-assistant plugins list``."""
+    """One row of ``ai-assistant plugins list``. (A plain class: a dataclass costs start-up.)"""
 
-    name: str
-    source: str  # "entry point" or "directory"
-    location: str  # "module:attr" of an entry point, or the file/folder path
-    distribution: str | None = None
-    version: str | None = None
-    hooks: list[str] = field(default_factory=list)
-    status: str = LOADED
-    reason: str | None = None  # why it failed or is disabled
-    problems: list[str] = field(default_factory=list)  # contained, non-fatal (duplicate ids)
-    path: Path | None = field(default=None, repr=False)
-    load: Callable[[], Any] | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        name: str,
+        source: str,  # "entry point" or "directory"
+        location: str,  # "module:attr" of an entry point, or the file/folder path
+        distribution: str | None = None,
+        version: str | None = None,
+        path: Path | None = None,
+        load: Callable[[], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.location = location
+        self.distribution = distribution
+        self.version = version
+        self.path = path
+        self.load = load
+        self.hooks: list[str] = []
+        self.status = LOADED
+        self.reason: str | None = None  # why it failed or is disabled
+        self.problems: list[str] = []  # contained, non-fatal (a duplicate model id)
+
+    def __repr__(self) -> str:
+        return f"PluginInfo(name={self.name!r}, status={self.status!r})"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +104,8 @@ def _where(exc: BaseException, path: Path | None) -> str:
         return f" ({Path(exc.filename).name} line {exc.lineno})"
     if path is None:
         return ""
+    import traceback
+
     root = path if path.is_dir() else path.parent
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root))]
     if not frames:
@@ -221,6 +232,8 @@ class Plugins:
         disabled = self.config.disabled_plugins
         candidates = self._candidates()
         known = {c.name for c in candidates}
+        import difflib
+
         for setting, names in (("plugins.enabled", enabled), ("plugins.disabled", disabled)):
             for unknown in (n for n in names if n not in known):
                 close = difflib.get_close_matches(unknown, known, n=1)
@@ -284,6 +297,8 @@ class Plugins:
                             "(from ai_assistant import hookimpl)")
                 continue
             if attr not in self.specs:
+                import difflib
+
                 close = difflib.get_close_matches(attr, self.specs, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 return f"implements unknown hook {attr!r}{hint}"

@@ -8,39 +8,46 @@ problem as ``(key path, message)`` for ``ai-assistant config validate``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                dict: "a table", list: "an array"}
 
 
-@dataclass(frozen=True)
 class Option:
-    """One key a provider reads. ``per_model`` keys may also be set on the section as a default."""
+    """One key a provider reads: on the section (the default for every model), on a model
+    entry, or both."""
 
-    name: str
-    types: tuple[type, ...] = (str,)
-    required: bool = False
-    secret: bool = False
-    section: bool = True  # may appear on the section, as the default for every model
-    per_model: bool = True  # may appear on a model entry
-    default: Any = None
+    def __init__(self, name: str, types: tuple[type, ...] = (str,), *, required: bool = False,
+                 secret: bool = False, section: bool = True, per_model: bool = True,
+                 default: Any = None) -> None:
+        self.name = name
+        self.types = types
+        self.required = required
+        self.secret = secret
+        self.section = section
+        self.per_model = per_model
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r})"
 
     def expected(self) -> str:
         return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
 
 
-@dataclass
 class ModelEntry:
     """One model's settings, section defaults merged with its own entry."""
 
-    id: str
-    options: dict[str, Any]
-    key_path: str  # models.<provider>.models[i]
-    missing_secrets: list[str] = field(default_factory=list)
+    def __init__(self, id: str, options: dict[str, Any], key_path: str) -> None:
+        self.id = id
+        self.options = options
+        self.key_path = key_path  # models.<provider>.models[i]
+        self.missing_secrets: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"ModelEntry({self.id!r})"
 
     def __getitem__(self, key: str) -> Any:
         return self.options.get(key)
@@ -89,6 +96,8 @@ class ProviderSection:
             if not allowed:
                 names = [n for n, o in self.options.items()
                          if (o.section if level == "section" else o.per_model)]
+                import difflib
+
                 close = difflib.get_close_matches(key, names, n=1)
                 problems.append((f"{prefix}.{key}", "unknown key" + (
                     f" (did you mean {close[0]!r}?)" if close else

@@ -6,7 +6,6 @@ first use, so listing thousands of models stays cheap.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -125,6 +124,8 @@ class ModelRegistry:
             ) from None
 
     def suggest(self, model_id: str) -> str:
+        import difflib
+
         close = difflib.get_close_matches(model_id, self._models, n=3, cutoff=0.6)
         if close:
             return "did you mean " + ", ".join(repr(c) for c in close) + "?"

@@ -4,7 +4,6 @@ when invoked, and nothing heavy (provider SDKs, FastAPI) is imported to list or 
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -63,6 +62,3 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "options"]
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

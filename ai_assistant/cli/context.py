@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -16,13 +14,15 @@ _HOST = "ai_assistant.host"
 _PLUGIN_COMMANDS = "ai_assistant.plugin_commands"
 
 
-@dataclass
 class GlobalOptions:
-    settings: str | None = None
-    env: str | None = None
-    plugins_dir: list[str] = field(default_factory=list)
-    verbose: bool = False
-    strict: bool = False
+    """--settings, --env, --plugins-dir, -v and --strict, wherever they were given."""
+
+    def __init__(self) -> None:
+        self.settings: str | None = None
+        self.env: str | None = None
+        self.plugins_dir: list[str] = []
+        self.verbose = False
+        self.strict = False
 
 
 def options(ctx: click.Context | None = None) -> GlobalOptions:
@@ -79,13 +79,13 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
     return host
 
 
-def load_plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+def load_plugin_commands(ctx: click.Context, quiet: bool = False) -> dict[str, click.Command]:
     """Commands added by plugins' ``register_commands``; a name already taken is refused."""
     root = ctx.find_root()
     if _PLUGIN_COMMANDS not in root.meta:
         from . import BUILTIN_COMMANDS
 
-        host = get_host(root)
+        host = get_host(root, report=not quiet)
         commands: dict[str, click.Command] = {}
 
         def kwargs_for(name: str) -> dict[str, Any]:
@@ -96,10 +96,10 @@ def load_plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
         for plugin, group in groups.items():
             for name, command in group.commands.items():
                 if name in BUILTIN_COMMANDS or name in commands:
-                    info = host.plugins.plugins[plugin]
-                    info.problems.append(f"command {name!r} is already taken; not added")
-                    click.echo(f"warning: plugin {plugin!r}: command {name!r} is already taken",
-                               err=True)
+                    problem = f"command {name!r} is already taken; not added"
+                    host.plugins.plugins[plugin].problems.append(problem)
+                    if not quiet:
+                        click.echo(f"warning: plugin {plugin!r}: {problem}", err=True)
                 else:
                     commands[name] = command
         root.meta[_PLUGIN_COMMANDS] = commands
@@ -113,6 +113,8 @@ def report_error(ctx: click.Context, exc: BaseException, unexpected: bool = Fals
     redact = host.config.redact if host else (lambda text: text)
     verbose = options(ctx).verbose
     if verbose:
+        import traceback
+
         click.echo(redact("".join(traceback.format_exception(exc))), err=True)
     if unexpected:
         message = f"unexpected {type(exc).__name__}: {exc}"

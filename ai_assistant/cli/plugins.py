@@ -9,7 +9,7 @@ import click
 from ..config import load_config
 from ..errors import PluginError
 from ..scaffold import write_provider_plugin
-from .context import get_host, global_options, options
+from .context import get_host, global_options, load_plugin_commands, options
 from .output import echo_json, render_table, warn
 
 
@@ -35,6 +35,7 @@ def plugins() -> None:
 def list_plugins(fmt: str) -> None:
     """Every plugin found: source, version, hooks, status and why it failed."""
     host = get_host(report=False)
+    load_plugin_commands(click.get_current_context(), quiet=True)  # so their problems show too
     report = host.plugins.report
     if fmt == "json":
         echo_json([info.as_dict() for info in report])

@@ -1,0 +1,5 @@
+"""``python -m ai_assistant``: the same as the ``ai-assistant`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""Shared fixtures: an isolated project directory and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ai_assistant.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+ECHO_SETTINGS = """\
+[default.models.echo]
+models = [{ id = "echo" }]
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AI_ASSISTANT_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("AI_ASSISTANT_"):
+            monkeypatch.delenv(name)
+
+
+class Project:
+    """A temporary project directory with its own settings and plugins folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.plugins = root / "plugins"
+        self.plugins.mkdir()
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def settings(self, text: str = "") -> Path:
+        base = '[default.plugins]\ndirs = ["plugins"]\n\n' + ECHO_SETTINGS
+        return self.write("settings.toml", base + textwrap.dedent(text))
+
+    def plugin(self, name: str, text: str) -> Path:
+        return self.write(f"plugins/{name}.py", text)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return run(*args, env=env)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Invoke the real CLI in-process, stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.chdir(tmp_path)
+    proj = Project(tmp_path)
+    proj.settings()
+    return proj
+
+
+GOOD_PLUGIN = """\
+from ai_assistant import hookimpl
+
+
+def build(name):
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model=name, base_url="http://127.0.0.1:9/v1", api_key="unused")
+
+
+@hookimpl
+def register_models(config, registry):
+    section = config.get("models.my_provider") or {}
+    for m in section.get("models", []):
+        registry.register(m["model_name"], factory=lambda m=m: build(m["model_name"]),
+                          endpoint=m["endpoint"])
+"""
+
+MY_PROVIDER_SETTINGS = """
+[default.models.my_provider]
+models = [
+  { model_name = "mine-small", endpoint = "http://127.0.0.1:8000/v1" },
+  { model_name = "mine-large", endpoint = "http://127.0.0.1:8001/v1" },
+]
+"""
