@@ -250,8 +250,13 @@ def check_host_settings(config: Config) -> list[tuple[str, str]]:
 
     def wrong(key: str, value: Any, expected: str) -> None:
         where = config.origin(key)
-        problems.append((key, f"must be {expected}, not {_type_name(value)}"
-                         + (f" (set in {where})" if where else "")))
+        problems.append(
+            (
+                key,
+                f"must be {expected}, not {_type_name(value)}"
+                + (f" (set in {where})" if where else ""),
+            )
+        )
 
     for key, types, expected in _HOST_KEYS:
         value = config.get(key)

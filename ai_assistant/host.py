@@ -16,8 +16,9 @@ from .registry import ModelRegistry
 class Host:
     """Settings, plugins and registry of one process; ``load_host`` builds it."""
 
-    def __init__(self, config: Config, plugins: Plugins, registry: ModelRegistry,
-                 strict: bool = False) -> None:
+    def __init__(
+        self, config: Config, plugins: Plugins, registry: ModelRegistry, strict: bool = False
+    ) -> None:
         self.config = config
         self.plugins = plugins
         self.registry = registry

@@ -107,7 +107,9 @@ def _where(exc: BaseException, path: Path | None) -> str:
     import traceback
 
     root = path if path.is_dir() else path.parent
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root))]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root))
+    ]
     if not frames:
         return ""
     return f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})"
@@ -197,8 +199,13 @@ class Plugins:
                     continue
                 seen_paths.add(resolved)
                 candidates.append(
-                    PluginInfo(name=name, source="directory", location=str(path), path=path,
-                               load=lambda name=name, path=path: _import_path(name, path))
+                    PluginInfo(
+                        name=name,
+                        source="directory",
+                        location=str(path),
+                        path=path,
+                        load=lambda name=name, path=path: _import_path(name, path),
+                    )
                 )
         if self._include_entry_points:
             candidates.extend(self._entry_point_candidates())
@@ -216,7 +223,9 @@ class Plugins:
             dist = getattr(ep, "dist", None)
             found.append(
                 PluginInfo(
-                    name=ep.name, source="entry point", location=ep.value,
+                    name=ep.name,
+                    source="entry point",
+                    location=ep.value,
                     distribution=dist.name if dist else None,
                     version=dist.version if dist else None,
                     load=ep.load,
@@ -279,9 +288,12 @@ class Plugins:
             self._fail(info, f"rejected by the plugin manager: {describe_exception(exc)}")
             return
         info.hooks = sorted(
-            name for name in self.specs
-            if any(self.pm.get_name(i.plugin) == info.name
-                   for i in getattr(self.pm.hook, name).get_hookimpls())
+            name
+            for name in self.specs
+            if any(
+                self.pm.get_name(i.plugin) == info.name
+                for i in getattr(self.pm.hook, name).get_hookimpls()
+            )
         )
 
     def _check_hooks(self, module: Any) -> str | None:
@@ -293,8 +305,10 @@ class Plugins:
             marked = self.pm.parse_hookimpl_opts(module, attr) is not None
             if not marked:
                 if attr in self.specs and inspect.isfunction(function):
-                    return (f"{attr}() is not marked as a hook: decorate it with @hookimpl "
-                            "(from ai_assistant import hookimpl)")
+                    return (
+                        f"{attr}() is not marked as a hook: decorate it with @hookimpl "
+                        "(from ai_assistant import hookimpl)"
+                    )
                 continue
             if attr not in self.specs:
                 import difflib
@@ -304,8 +318,10 @@ class Plugins:
                 return f"implements unknown hook {attr!r}{hint}"
             extra = [a for a in _positional_args(function) if a not in self.specs[attr]]
             if extra:
-                return (f"{attr}() takes {', '.join(repr(a) for a in extra)}, which the hook "
-                        f"does not provide (it provides: {', '.join(self.specs[attr])})")
+                return (
+                    f"{attr}() takes {', '.join(repr(a) for a in extra)}, which the hook "
+                    f"does not provide (it provides: {', '.join(self.specs[attr])})"
+                )
         return None
 
     def _fail(self, info: PluginInfo, reason: str) -> None:

@@ -11,17 +11,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dict: "a table", list: "an array"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+    list: "an array",
+}
 
 
 class Option:
     """One key a provider reads: on the section (the default for every model), on a model
     entry, or both."""
 
-    def __init__(self, name: str, types: tuple[type, ...] = (str,), *, required: bool = False,
-                 secret: bool = False, section: bool = True, per_model: bool = True,
-                 default: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        types: tuple[type, ...] = (str,),
+        *,
+        required: bool = False,
+        secret: bool = False,
+        section: bool = True,
+        per_model: bool = True,
+        default: Any = None,
+    ) -> None:
         self.name = name
         self.types = types
         self.required = required
@@ -69,8 +83,13 @@ def _plain(value: Any) -> Any:
 class ProviderSection:
     """The shape of one provider's settings section."""
 
-    def __init__(self, provider: str, options: list[Option], id_from: str = "model_name",
-                 secret_optional: Any = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        options: list[Option],
+        id_from: str = "model_name",
+        secret_optional: Any = None,
+    ) -> None:
         self.provider = provider
         self.options = {o.name: o for o in options}
         self.id_from = id_from
@@ -94,14 +113,25 @@ class ProviderSection:
             option = self.options.get(key)
             allowed = option and (option.section if level == "section" else option.per_model)
             if not allowed:
-                names = [n for n, o in self.options.items()
-                         if (o.section if level == "section" else o.per_model)]
+                names = [
+                    n
+                    for n, o in self.options.items()
+                    if (o.section if level == "section" else o.per_model)
+                ]
                 import difflib
 
                 close = difflib.get_close_matches(key, names, n=1)
-                problems.append((f"{prefix}.{key}", "unknown key" + (
-                    f" (did you mean {close[0]!r}?)" if close else
-                    f"; known keys here: {', '.join(sorted(names))}")))
+                problems.append(
+                    (
+                        f"{prefix}.{key}",
+                        "unknown key"
+                        + (
+                            f" (did you mean {close[0]!r}?)"
+                            if close
+                            else f"; known keys here: {', '.join(sorted(names))}"
+                        ),
+                    )
+                )
             elif value is not None and not (
                 isinstance(value, option.types)
                 and not (isinstance(value, bool) and bool not in option.types)
@@ -116,16 +146,19 @@ class ProviderSection:
         problems = self._type_problems(section, self.path, "section")
         raw_models = section.get("models") or []
         if not isinstance(raw_models, list):
-            problems.append((f"{self.path}.models", "must be an array of tables, like "
-                             f'models = [{{ {self.id_from} = "..." }}]'))
+            problems.append(
+                (
+                    f"{self.path}.models",
+                    f'must be an array of tables, like models = [{{ {self.id_from} = "..." }}]',
+                )
+            )
             return [], problems
         defaults = {k: v for k, v in section.items() if k != "models"}
         entries: list[ModelEntry] = []
         for i, raw in enumerate(raw_models):
             key_path = f"{self.path}.models[{i}]"
             if not isinstance(raw, Mapping):
-                problems.append((key_path, "must be a table, like "
-                                 f'{{ {self.id_from} = "..." }}'))
+                problems.append((key_path, f'must be a table, like {{ {self.id_from} = "..." }}'))
                 continue
             own = _lower_keys(raw)
             entry_problems = self._type_problems(own, key_path, "model")
@@ -134,17 +167,18 @@ class ProviderSection:
             merged.update(_plain(own))
             for option in self.options.values():
                 if option.required and merged.get(option.name) in (None, ""):
-                    entry_problems.append((f"{key_path}.{option.name}",
-                                           f"is required: add {option.name} = \"...\""))
+                    entry_problems.append(
+                        (f"{key_path}.{option.name}", f'is required: add {option.name} = "..."')
+                    )
             problems.extend(entry_problems)
             if entry_problems:
                 continue
             model_id = str(merged.get("id") or merged.get(self.id_from))
             entry = ModelEntry(model_id, merged, key_path)
             for option in self.options.values():
-                if option.secret and merged.get(option.name) in (None, ""):
-                    if not (self.secret_optional and self.secret_optional(merged)):
-                        entry.missing_secrets.append(f"{self.path}.{option.name}")
+                unset = option.secret and merged.get(option.name) in (None, "")
+                if unset and not (self.secret_optional and self.secret_optional(merged)):
+                    entry.missing_secrets.append(f"{self.path}.{option.name}")
             entries.append(entry)
         return entries, problems
 
@@ -199,8 +233,14 @@ def is_loopback_url(url: Any) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def chat_openai(options: Mapping[str, Any], *, base_url: str, api_key: str | None,
-                azure: bool = False, **extra: Any) -> Any:
+def chat_openai(
+    options: Mapping[str, Any],
+    *,
+    base_url: str,
+    api_key: str | None,
+    azure: bool = False,
+    **extra: Any,
+) -> Any:
     """Build ``ChatOpenAI`` (or ``AzureChatOpenAI``): the SDK is imported here, on first use."""
     kwargs = {k: options[k] for k in _PASS_THROUGH if options.get(k) is not None}
     kwargs.update(extra)

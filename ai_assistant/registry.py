@@ -168,14 +168,22 @@ class PluginRegistry:
         plugin's other models still register).
         """
         if not isinstance(id, str) or not id.strip():
-            raise ValueError(f"registry.register(): model id must be a non-empty string, not {id!r}")
+            raise ValueError(
+                f"registry.register(): model id must be a non-empty string, not {id!r}"
+            )
         if (factory is None) == (model is None):
             raise ValueError(f"registry.register({id!r}): give exactly one of factory= or model=")
         if factory is not None and not callable(factory):
             raise ValueError(f"registry.register({id!r}): factory must be a callable")
         safe_info = {k: (MASK if is_secret_key(k) else v) for k, v in info.items()}
-        entry = Model(id, self.plugin, factory=factory, instance=model, info=safe_info,
-                      missing_secrets=missing_secrets)
+        entry = Model(
+            id,
+            self.plugin,
+            factory=factory,
+            instance=model,
+            info=safe_info,
+            missing_secrets=missing_secrets,
+        )
         existing = self._registry.add(entry)
         if existing is None:
             return entry

@@ -69,12 +69,14 @@ def write_provider_plugin(name: str, directory: Path, force: bool = False) -> Pa
     if directory.resolve() != bundled and (
         (bundled / f"{name}.py").exists() or (bundled / name).is_dir()
     ):
-        raise AiAssistantError(f"a bundled plugin is already named {name!r}",
-                               hint="choose another name")
+        raise AiAssistantError(
+            f"a bundled plugin is already named {name!r}", hint="choose another name"
+        )
     target = directory / f"{name}.py"
     if (target.exists() or (directory / name).is_dir()) and not force:
-        raise AiAssistantError(f"{target} already exists",
-                               hint="choose another name, or pass --force to overwrite it")
+        raise AiAssistantError(
+            f"{target} already exists", hint="choose another name, or pass --force to overwrite it"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(TEMPLATE.format(name=name, env_var=env_var_name(f"models.{name}.api_key")))
     return target

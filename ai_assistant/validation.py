@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import check_host_settings, defined_environments
+from .config import DEFAULT_ENV, check_host_settings, defined_environments
 from .host import Host
 from .plugins import FAILED
 from .registry import MISSING_SECRET
@@ -25,9 +25,16 @@ def validate(host: Host) -> list[Finding]:
     config, plugins = host.config, host.plugins
     findings = [Finding(ERROR, key, msg) for key, msg in check_host_settings(config)]
 
-    if config.files and config.env != "default" and config.env not in defined_environments(config):
-        findings.append(Finding(WARNING, "env", f"environment {config.env!r} has no table in "
-                                "any settings file, so only [default] applies"))
+    chosen_env = config.env not in ("default", DEFAULT_ENV)  # picked with --env/AI_ASSISTANT_ENV
+    if config.files and chosen_env and config.env not in defined_environments(config):
+        findings.append(
+            Finding(
+                WARNING,
+                "env",
+                f"environment {config.env!r} has no table in "
+                "any settings file, so only [default] applies",
+            )
+        )
 
     reported_keys: set[str] = set()
     for key, message in plugins.validate_config():
@@ -45,12 +52,21 @@ def validate(host: Host) -> list[Finding]:
     loaded = set(plugins.plugins)
     for section in config.get("models") or {}:
         if str(section).lower() not in loaded:
-            findings.append(Finding(WARNING, f"models.{section}", "no plugin of this name is "
-                                    "loaded, so nothing reads this section"))
+            findings.append(
+                Finding(
+                    WARNING,
+                    f"models.{section}",
+                    "no plugin of this name is loaded, so nothing reads this section",
+                )
+            )
 
     for model in host.registry:
         if model.status == MISSING_SECRET:
-            findings.append(Finding(WARNING, ", ".join(model.missing_secrets),
-                                    f"not set, so model {model.id!r} cannot be used: "
-                                    f"{model.fix_hint()}"))
+            findings.append(
+                Finding(
+                    WARNING,
+                    ", ".join(model.missing_secrets),
+                    f"not set, so model {model.id!r} cannot be used: {model.fix_hint()}",
+                )
+            )
     return findings

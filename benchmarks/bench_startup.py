@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODELS_PER_PLUGIN = 50
 
-PLUGIN = '''\
+PLUGIN = """\
 from ai_assistant import hookimpl
 
 
@@ -40,12 +40,13 @@ def register_models(config, registry):
         name = f"{plugin}-model-{{i}}"
         registry.register(name, factory=lambda name=name: build(name), model_name=name,
                           endpoint="http://127.0.0.1:9/v1")
-'''
+"""
 
 
 def cli() -> list[str]:
     exe = shutil.which("ai-assistant", path=str(Path(sys.executable).parent)) or shutil.which(
-        "ai-assistant")
+        "ai-assistant"
+    )
     if exe is None:
         sys.exit("ai-assistant is not installed in this environment: pip install -e .")
     return [exe]
@@ -57,8 +58,9 @@ def time_runs(argv: list[str], runs: int, cwd: Path) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -76,30 +78,42 @@ def make_plugin_tree(root: Path, plugins: int) -> Path:
 
 
 def report(label: str, times: list[float]) -> str:
-    return (f"| {label} | {statistics.median(times):.0f} | {min(times):.0f} | {max(times):.0f} |")
+    return f"| {label} | {statistics.median(times):.0f} | {min(times):.0f} | {max(times):.0f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
-    parser.add_argument("--scale", default="50,100,200",
-                        help="plugin counts for the many-models case (50 models each)")
+    parser.add_argument(
+        "--scale",
+        default="50,100,200",
+        help="plugin counts for the many-models case (50 models each)",
+    )
     args = parser.parse_args()
     exe = cli()
     floor = [sys.executable, "-c", "import click, pluggy, dynaconf, importlib.metadata"]
     rows = [
-        report("floor: python importing click, pluggy, dynaconf only",
-               time_runs(floor, args.runs, REPO)),
+        report(
+            "floor: python importing click, pluggy, dynaconf only",
+            time_runs(floor, args.runs, REPO),
+        ),
         report("`ai-assistant --help`", time_runs([*exe, "--help"], args.runs, REPO)),
-        report("`models list`, committed settings.toml",
-               time_runs([*exe, "models", "list"], args.runs, REPO)),
+        report(
+            "`models list`, committed settings.toml",
+            time_runs([*exe, "models", "list"], args.runs, REPO),
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for plugins in (int(n) for n in args.scale.split(",")):
             root = make_plugin_tree(Path(tmp) / str(plugins), plugins)
             times = time_runs([*exe, "models", "list"], args.runs, root)
-            rows.append(report(f"`models list`, {plugins} plugins x {MODELS_PER_PLUGIN} = "
-                               f"{plugins * MODELS_PER_PLUGIN:,} models", times))
+            rows.append(
+                report(
+                    f"`models list`, {plugins} plugins x {MODELS_PER_PLUGIN} = "
+                    f"{plugins * MODELS_PER_PLUGIN:,} models",
+                    times,
+                )
+            )
     print(f"{args.runs} runs each, Python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
     print("| case | median ms | min ms | max ms |\n|---|---|---|---|")
     print("\n".join(rows))

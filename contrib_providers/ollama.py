@@ -1,8 +1,8 @@
 """Models served by Ollama, through its OpenAI-compatible /v1 endpoint (no key needed).
 
-    [default.models.ollama]
-    base_url = "http://localhost:11434/v1"   # the default
-    models = [{ model_name = "llama3.2" }, { model_name = "qwen2.5:7b", id = "qwen" }]
+[default.models.ollama]
+base_url = "http://localhost:11434/v1"   # the default
+models = [{ model_name = "llama3.2" }, { model_name = "qwen2.5:7b", id = "qwen" }]
 """
 
 from ai_assistant import hookimpl
@@ -26,8 +26,9 @@ SECTION = ProviderSection(
 
 
 def build(options):
-    return chat_openai(options, base_url=options["base_url"], api_key="ollama",
-                       model=options["model_name"])
+    return chat_openai(
+        options, base_url=options["base_url"], api_key="ollama", model=options["model_name"]
+    )
 
 
 @hookimpl

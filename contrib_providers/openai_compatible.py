@@ -5,8 +5,8 @@ llama.cpp's server, LM Studio. The Python answer to the model-provider guide's e
     api_key = "..."            # better in .secrets.toml; a model may set its own
     timeout = 60
     models = [
-      { model_name = "gpt-4o-mini", endpoint = "https://eastus.api.cognitive.microsoft.com/openai/v1/" },
-      { model_name = "gpt-5-mini", endpoint = "https://api.openai.com/v1", id = "openai-gpt-5-mini" },
+      { model_name = "gpt-4o-mini", endpoint = "https://eastus.example.azure.com/openai/v1/" },
+      { model_name = "gpt-5-mini", endpoint = "https://api.openai.com/v1", id = "gpt-5" },
     ]
 """
 
@@ -32,13 +32,19 @@ SECTION = ProviderSection(
 
 
 def build(options):
-    return chat_openai(options, base_url=options["endpoint"], api_key=options.get("api_key"),
-                       model=options["model_name"])
+    return chat_openai(
+        options,
+        base_url=options["endpoint"],
+        api_key=options.get("api_key"),
+        model=options["model_name"],
+    )
 
 
 @hookimpl
 def register_models(config, registry):
-    SECTION.register_models(config, registry, build, "model_name", "endpoint", "timeout", "max_retries")
+    SECTION.register_models(
+        config, registry, build, "model_name", "endpoint", "timeout", "max_retries"
+    )
 
 
 @hookimpl

@@ -39,8 +39,10 @@ def test_plugins_dir_option_adds_a_directory(project, tmp_path_factory):
     (extra / "my_provider.py").write_text(GOOD_PLUGIN)
     project.settings(MY_PROVIDER_SETTINGS)
     # the option works before and after the subcommand
-    for args in (["--plugins-dir", str(extra), "models", "list", "--format", "ids"],
-                 ["models", "list", "--format", "ids", "--plugins-dir", str(extra)]):
+    for args in (
+        ["--plugins-dir", str(extra), "models", "list", "--format", "ids"],
+        ["models", "list", "--format", "ids", "--plugins-dir", str(extra)],
+    ):
         result = project.run(*args)
         assert result.stdout.split() == ["echo", "mine-small", "mine-large"]
 
@@ -101,7 +103,7 @@ def test_openai_compatible_builds_chat_openai_with_settings(project):
         timeout = 12
         models = [
           { model_name = "gpt-4o-mini", endpoint = "https://example.invalid/v1" },
-          { model_name = "local", endpoint = "http://127.0.0.1:8080/v1", id = "llama", max_retries = 0 },
+          { model_name = "local", endpoint = "http://[::1]:8/v1", id = "llama", max_retries = 0 },
         ]
         [default.models.ollama]
         models = [{ model_name = "llama3.2" }]
@@ -126,10 +128,13 @@ def test_openai_compatible_builds_chat_openai_with_settings(project):
 
 
 def test_listing_models_never_imports_a_provider_sdk():
-    code = ("import sys; from ai_assistant.cli import main; sys.argv = ['ai-assistant', 'models',"
-            " 'list']\ntry: main()\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('langchain_openai', 'openai', 'langchain_core', 'httpx')"
-            " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys; from ai_assistant.cli import main; sys.argv = ['ai-assistant', 'models',"
+        " 'list']\ntry: main()\nexcept SystemExit: pass\n"
+        "print(sorted(m for m in ('langchain_openai', 'openai', 'langchain_core', 'httpx')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -15,28 +15,38 @@ def register_models(config, registry):
 """
 
 BROKEN = {
-    "syntax_error": ("def register_models(config, registry)\n    pass\n",
-                     "import failed: SyntaxError: expected ':' (syntax_error.py line 1)"),
-    "raises_on_import": ("raise RuntimeError('cannot reach the vault')\n",
-                         "import failed: RuntimeError: cannot reach the vault "
-                         "(raises_on_import.py line 1)"),
-    "hook_raises": ("from ai_assistant import hookimpl\n\n@hookimpl\n"
-                    "def register_models(config, registry):\n"
-                    "    registry.register('lost', factory=lambda: None)\n"
-                    "    raise KeyError('endpoint')\n",
-                    "register_models raised KeyError: 'endpoint' (hook_raises.py line 6)"),
-    "extra_argument": ("from ai_assistant import hookimpl\n\n@hookimpl\n"
-                       "def register_models(config, registry, logger):\n    pass\n",
-                       "register_models() takes 'logger', which the hook does not provide "
-                       "(it provides: config, registry)"),
-    "misspelled_hook": ("from ai_assistant import hookimpl\n\n@hookimpl\n"
-                        "def register_model(config, registry):\n    pass\n",
-                        "implements unknown hook 'register_model' (did you mean "
-                        "'register_models'?)"),
-    "unmarked_hook": ("import pluggy\nhookimpl = pluggy.HookimplMarker('other_project')\n\n"
-                      "@hookimpl\ndef register_models(config, registry):\n    pass\n",
-                      "register_models() is not marked as a hook: decorate it with @hookimpl "
-                      "(from ai_assistant import hookimpl)"),
+    "syntax_error": (
+        "def register_models(config, registry)\n    pass\n",
+        "import failed: SyntaxError: expected ':' (syntax_error.py line 1)",
+    ),
+    "raises_on_import": (
+        "raise RuntimeError('cannot reach the vault')\n",
+        "import failed: RuntimeError: cannot reach the vault (raises_on_import.py line 1)",
+    ),
+    "hook_raises": (
+        "from ai_assistant import hookimpl\n\n@hookimpl\n"
+        "def register_models(config, registry):\n"
+        "    registry.register('lost', factory=lambda: None)\n"
+        "    raise KeyError('endpoint')\n",
+        "register_models raised KeyError: 'endpoint' (hook_raises.py line 6)",
+    ),
+    "extra_argument": (
+        "from ai_assistant import hookimpl\n\n@hookimpl\n"
+        "def register_models(config, registry, logger):\n    pass\n",
+        "register_models() takes 'logger', which the hook does not provide "
+        "(it provides: config, registry)",
+    ),
+    "misspelled_hook": (
+        "from ai_assistant import hookimpl\n\n@hookimpl\n"
+        "def register_model(config, registry):\n    pass\n",
+        "implements unknown hook 'register_model' (did you mean 'register_models'?)",
+    ),
+    "unmarked_hook": (
+        "import pluggy\nhookimpl = pluggy.HookimplMarker('other_project')\n\n"
+        "@hookimpl\ndef register_models(config, registry):\n    pass\n",
+        "register_models() is not marked as a hook: decorate it with @hookimpl "
+        "(from ai_assistant import hookimpl)",
+    ),
 }
 
 
@@ -51,8 +61,9 @@ def test_broken_plugin_is_reported_and_other_models_still_listed(project, name):
     assert listing.stdout.split() == ["echo", "good-model"]
     assert listing.stderr.splitlines() == [f"warning: plugin {name!r} failed: {reason}"]
 
-    plugins = {p["name"]: p for p in json.loads(project.run("plugins", "list", "--format",
-                                                            "json").stdout)}
+    plugins = {
+        p["name"]: p for p in json.loads(project.run("plugins", "list", "--format", "json").stdout)
+    }
     assert plugins[name]["status"] == "failed"
     assert plugins[name]["reason"] == reason
     assert plugins["good"]["status"] == "loaded"
@@ -85,10 +96,13 @@ def test_duplicate_model_id_is_refused_naming_both_plugins_and_first_stays(proje
     models = {m["id"]: m["plugin"] for m in json.loads(result.stdout)}
     assert models["good-model"] == "a_first"
     assert models["other"] == "b_second"  # its other models still register
-    assert ("warning: plugin 'b_second': model id 'good-model' is already registered by plugin "
-            "'a_first'") in result.stderr
-    plugins = {p["name"]: p for p in json.loads(project.run("plugins", "list", "--format",
-                                                            "json").stdout)}
+    assert (
+        "warning: plugin 'b_second': model id 'good-model' is already registered by plugin "
+        "'a_first'"
+    ) in result.stderr
+    plugins = {
+        p["name"]: p for p in json.loads(project.run("plugins", "list", "--format", "json").stdout)
+    }
     assert plugins["b_second"]["status"] == "loaded"
     assert "already registered by plugin 'a_first'" in plugins["b_second"]["problems"][0]
     assert project.run("--strict", "models", "list").exit_code == 1
@@ -118,13 +132,16 @@ def test_two_plugins_with_one_name_load_once(project, tmp_path_factory):
     assert [r["status"] for r in rows] == ["loaded", "failed"]
     assert "name already used" in rows[1]["reason"]
     # the same directory given twice loads once
-    again = project.run("--plugins-dir", str(project.plugins), "plugins", "list",
-                        "--format", "json")
+    again = project.run(
+        "--plugins-dir", str(project.plugins), "plugins", "list", "--format", "json"
+    )
     assert [p["name"] for p in json.loads(again.stdout)].count("good") == 1
 
 
 def test_plugin_commands_are_added_and_cannot_take_a_builtin_name(project):
-    project.plugin("greeter", """\
+    project.plugin(
+        "greeter",
+        """\
         import click
         from ai_assistant import hookimpl
 
@@ -138,7 +155,8 @@ def test_plugin_commands_are_added_and_cannot_take_a_builtin_name(project):
             @cli.command()
             def models():
                 click.echo("hijacked")
-    """)
+    """,
+    )
     hello = project.run("hello", "world")
     assert hello.stdout == "hello world\n"
     assert "plugin 'greeter': command 'models' is already taken; not added" in hello.stderr

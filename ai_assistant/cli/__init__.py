@@ -3,6 +3,7 @@ when invoked, and nothing heavy (provider SDKs, FastAPI) is imported to list or 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import click
@@ -22,10 +23,8 @@ class RootGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(BUILTIN_COMMANDS)
-        try:
+        with contextlib.suppress(AiAssistantError):  # help works even with broken settings
             names.update(load_plugin_commands(ctx))
-        except AiAssistantError:
-            pass  # help must work even when the settings are broken
         return sorted(names)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:

@@ -27,11 +27,12 @@ def config() -> None:
 
 @config.command("show")
 @click.argument("key", required=False)
-@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
+)
 @global_options
 def show(key: str | None, fmt: str) -> None:
-    """Print the merged settings (or the value at KEY, like models.echo) with every secret masked."""
+    """Print the merged settings, or the value at KEY (like models.echo), secrets masked."""
     opts = options()
     cfg = load_config(opts.settings, env=opts.env, check=False)
     value = masked_value(cfg, key)
@@ -53,8 +54,9 @@ def show(key: str | None, fmt: str) -> None:
 def validate_command() -> None:
     """Check every section and plugin; report all problems at once, with the key at fault."""
     opts = options()
-    host = load_host(settings=opts.settings, env=opts.env, plugins_dirs=opts.plugins_dir,
-                     check_settings=False)
+    host = load_host(
+        settings=opts.settings, env=opts.env, plugins_dirs=opts.plugins_dir, check_settings=False
+    )
     findings = validate(host)
     files = ", ".join(str(p) for p in host.config.files) or "no settings file"
     click.echo(f"checked: {files} (environment: {host.config.env})")
@@ -65,7 +67,9 @@ def validate_command() -> None:
     if not findings:
         click.echo("ok: no problems found")
     else:
-        click.echo(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+        click.echo(
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        )
     strict = opts.strict or host.config.strict
     if errors or (strict and warnings):
         raise SystemExit(1)

@@ -40,17 +40,44 @@ def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 _GLOBAL_OPTIONS = [
-    click.option("--settings", metavar="PATH", expose_value=False, callback=_store,
-                 help="Settings file (default: the nearest ./settings.toml)."),
-    click.option("--env", metavar="NAME", expose_value=False, callback=_store,
-                 help="Settings environment: development (default), production, ..."),
-    click.option("--plugins-dir", metavar="DIR", multiple=True, expose_value=False,
-                 callback=_store, type=click.Path(exists=True, file_okay=False),
-                 help="Also load plugins from DIR (repeatable)."),
-    click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_store,
-                 help="Show tracebacks and details."),
-    click.option("--strict", is_flag=True, expose_value=False, callback=_store,
-                 help="Make any plugin failure an error."),
+    click.option(
+        "--settings",
+        metavar="PATH",
+        expose_value=False,
+        callback=_store,
+        help="Settings file (default: the nearest ./settings.toml).",
+    ),
+    click.option(
+        "--env",
+        metavar="NAME",
+        expose_value=False,
+        callback=_store,
+        help="Settings environment: development (default), production, ...",
+    ),
+    click.option(
+        "--plugins-dir",
+        metavar="DIR",
+        multiple=True,
+        expose_value=False,
+        callback=_store,
+        type=click.Path(exists=True, file_okay=False),
+        help="Also load plugins from DIR (repeatable).",
+    ),
+    click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_store,
+        help="Show tracebacks and details.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        expose_value=False,
+        callback=_store,
+        help="Make any plugin failure an error.",
+    ),
 ]
 
 
@@ -69,8 +96,12 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
     host = root.meta.get(_HOST)
     if host is None:
         opts = options(root)
-        host = load_host(settings=opts.settings, env=opts.env, plugins_dirs=opts.plugins_dir,
-                         strict=opts.strict or None)
+        host = load_host(
+            settings=opts.settings,
+            env=opts.env,
+            plugins_dirs=opts.plugins_dir,
+            strict=opts.strict or None,
+        )
         root.meta[_HOST] = host
         if report:
             for line in host.plugins.messages():
@@ -116,10 +147,7 @@ def report_error(ctx: click.Context, exc: BaseException, unexpected: bool = Fals
         import traceback
 
         click.echo(redact("".join(traceback.format_exception(exc))), err=True)
-    if unexpected:
-        message = f"unexpected {type(exc).__name__}: {exc}"
-    else:
-        message = str(exc)
+    message = f"unexpected {type(exc).__name__}: {exc}" if unexpected else str(exc)
     click.echo(f"error: {redact(message)}", err=True)
     hint = getattr(exc, "hint", None)
     if hint:

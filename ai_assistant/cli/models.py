@@ -22,8 +22,14 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "ids"]), default="table",
-              show_default=True, help="ids prints one id per line.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "ids"]),
+    default="table",
+    show_default=True,
+    help="ids prints one id per line.",
+)
 @click.option("--plugin", help="Only models registered by this plugin.")
 @global_options
 def list_models(fmt: str, plugin: str | None) -> None:
@@ -36,12 +42,18 @@ def list_models(fmt: str, plugin: str | None) -> None:
         if entries:
             click.echo("\n".join(m.id for m in entries))
     elif entries:
-        rows = [(m.id, m.plugin, _first(m.info, _MODEL_KEYS), _first(m.info, _ENDPOINT_KEYS),
-                 m.status) for m in entries]
+        rows = [
+            (m.id, m.plugin, _first(m.info, _MODEL_KEYS), _first(m.info, _ENDPOINT_KEYS), m.status)
+            for m in entries
+        ]
         click.echo(render_table(["ID", "PLUGIN", "MODEL", "ENDPOINT", "STATUS"], rows))
     if not entries:
-        warn("no models registered: add a provider section such as [default.models.echo] "
-             "to settings.toml" if plugin is None else f"plugin {plugin!r} registered no models")
+        warn(
+            "no models registered: add a provider section such as [default.models.echo] "
+            "to settings.toml"
+            if plugin is None
+            else f"plugin {plugin!r} registered no models"
+        )
     hints = sorted({m.fix_hint() for m in entries if m.status == MISSING_SECRET})
     for hint in hints:
         click.echo(f"note: a model needs a secret: {hint}", err=True)
@@ -49,8 +61,9 @@ def list_models(fmt: str, plugin: str | None) -> None:
 
 @models.command("show")
 @click.argument("model_id")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @global_options
 def show_model(model_id: str, fmt: str) -> None:
     """Show one model's plugin, status and settings (never its secrets)."""

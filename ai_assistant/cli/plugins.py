@@ -29,8 +29,9 @@ def plugins() -> None:
 
 
 @plugins.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @global_options
 def list_plugins(fmt: str) -> None:
     """Every plugin found: source, version, hooks, status and why it failed."""
@@ -42,12 +43,23 @@ def list_plugins(fmt: str) -> None:
     else:
         rows = []
         for info in report:
-            source = (f"entry point {info.location} ({info.distribution})"
-                      if info.source == "entry point" else _where(info.location))
+            source = (
+                f"entry point {info.location} ({info.distribution})"
+                if info.source == "entry point"
+                else _where(info.location)
+            )
             notes = [info.reason] if info.reason else []
             notes += info.problems
-            rows.append((info.name, source, info.version or "", ",".join(info.hooks) or "-",
-                         info.status, "; ".join(notes)))
+            rows.append(
+                (
+                    info.name,
+                    source,
+                    info.version or "",
+                    ",".join(info.hooks) or "-",
+                    info.status,
+                    "; ".join(notes),
+                )
+            )
         click.echo(render_table(["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "REASON"], rows))
     for line in host.plugins.warnings:
         warn(line)
@@ -59,8 +71,12 @@ def list_plugins(fmt: str) -> None:
 
 @plugins.command("new")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write it (default: the first plugins directory).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write it (default: the first plugins directory).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @global_options
 def new_plugin(name: str, directory: Path | None, force: bool) -> None:
@@ -74,5 +90,7 @@ def new_plugin(name: str, directory: Path | None, force: bool) -> None:
             directory = config.plugin_dirs()[0]
     path = write_provider_plugin(name, directory, force=force)
     click.echo(f"wrote {_where(str(path.resolve()))}")
-    click.echo(f"next: add a [default.models.{name}] section to settings.toml (see the file's "
-               "docstring), then run `ai-assistant models list`")
+    click.echo(
+        f"next: add a [default.models.{name}] section to settings.toml (see the file's "
+        "docstring), then run `ai-assistant models list`"
+    )

@@ -22,8 +22,9 @@ SECTION = ProviderSection(
 def build(options):
     from .model import EchoChatModel  # langchain_core is imported on first use only
 
-    return EchoChatModel(model_name=options["id"], prefix=options["prefix"],
-                         delay=float(options["delay"]))
+    return EchoChatModel(
+        model_name=options["id"], prefix=options["prefix"], delay=float(options["delay"])
+    )
 
 
 @hookimpl

@@ -18,8 +18,9 @@ def _text(message: BaseMessage) -> str:
     content = message.content
     if isinstance(content, str):
         return content
-    return "".join(part.get("text", "") if isinstance(part, dict) else str(part)
-                   for part in content)
+    return "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+    )
 
 
 class EchoChatModel(BaseChatModel):
@@ -48,18 +49,34 @@ class EchoChatModel(BaseChatModel):
     def _usage(self, messages: list[BaseMessage], answer: str) -> dict[str, int]:
         prompt = sum(len(_TOKEN.findall(_text(m))) for m in messages)
         completion = len(_TOKEN.findall(answer))
-        return {"input_tokens": prompt, "output_tokens": completion,
-                "total_tokens": prompt + completion}
+        return {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         answer = self._answer(messages, stop)
-        message = AIMessage(content=answer, usage_metadata=self._usage(messages, answer),
-                            response_metadata={"model_name": self.model_name})
+        message = AIMessage(
+            content=answer,
+            usage_metadata=self._usage(messages, answer),
+            response_metadata={"model_name": self.model_name},
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         answer = self._answer(messages, stop)
         for token in _TOKEN.findall(answer):
             if self.delay:
@@ -68,6 +85,10 @@ class EchoChatModel(BaseChatModel):
             if run_manager is not None:
                 run_manager.on_llm_new_token(token, chunk=chunk)
             yield chunk
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=self._usage(messages, answer),
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"}))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=self._usage(messages, answer),
+                response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            )
+        )
