@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class AiAssistantError(Exception):
     """Base class: ``str(error)`` says what is wrong; ``hint`` says how to fix it."""
@@ -25,3 +27,11 @@ class UnknownModelError(AiAssistantError, LookupError):
 
 class ModelUnavailableError(AiAssistantError):
     """The model is registered but cannot be built (a secret is missing, its factory failed)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import did_you_mean
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -118,20 +120,8 @@ class ProviderSection:
                     for n, o in self.options.items()
                     if (o.section if level == "section" else o.per_model)
                 ]
-                import difflib
-
-                close = difflib.get_close_matches(key, names, n=1)
-                problems.append(
-                    (
-                        f"{prefix}.{key}",
-                        "unknown key"
-                        + (
-                            f" (did you mean {close[0]!r}?)"
-                            if close
-                            else f"; known keys here: {', '.join(sorted(names))}"
-                        ),
-                    )
-                )
+                hint = did_you_mean(key, names) or f"; known keys here: {', '.join(sorted(names))}"
+                problems.append((f"{prefix}.{key}", "unknown key" + hint))
             elif value is not None and not (
                 isinstance(value, option.types)
                 and not (isinstance(value, bool) and bool not in option.types)
