@@ -208,7 +208,7 @@ class Plugins:
         self.specs = _hook_specs(self.pm)
         self.plugins: dict[str, PluginInfo] = {}  # by name: the plugin that holds the name
         self.report: list[PluginInfo] = []  # every plugin found, in load order
-        self.warnings: list[str] = []
+        self.warnings: list[tuple[str, str]] = []  # (settings key, message)
         self._extra_dirs = [Path(d).resolve() for d in extra_dirs]
         self._include_entry_points = include_entry_points
 
@@ -226,8 +226,11 @@ class Plugins:
             if not directory.is_dir():
                 if directory in configured and self.config.get("plugins.dirs") is not None:
                     self.warnings.append(
-                        f"plugins.dirs: directory not found: {directory} (create it or remove it "
-                        "from plugins.dirs)"
+                        (
+                            "plugins.dirs",
+                            f"directory not found: {directory} (create it or remove "
+                            "it from plugins.dirs)",
+                        )
                     )
                 continue
             for name, path in _scan_directory(directory):
@@ -275,7 +278,7 @@ class Plugins:
         for setting, names in (("plugins.enabled", enabled), ("plugins.disabled", disabled)):
             for unknown in (n for n in names if n not in known):
                 self.warnings.append(
-                    f"{setting} names unknown plugin {unknown!r}{did_you_mean(unknown, known)}"
+                    (setting, f"unknown plugin {unknown!r}{did_you_mean(unknown, known)}")
                 )
         for info in candidates:
             self.report.append(info)
@@ -400,7 +403,7 @@ class Plugins:
 
     def messages(self) -> list[str]:
         """One line per failure, problem and warning, for stderr."""
-        lines = list(self.warnings)
+        lines = [f"{key}: {message}" for key, message in self.warnings]
         for info in self.report:
             if info.status == FAILED:
                 lines.append(f"plugin {info.name!r} failed: {info.reason}")

@@ -57,14 +57,19 @@ def register_models(config, registry):
 '''
 
 
-def write_provider_plugin(name: str, directory: Path, force: bool = False) -> Path:
-    """Write ``<directory>/<name>.py`` from the template; refuse a bad or taken name."""
+def check_plugin_name(name: str) -> None:
+    """A plugin name is a Python identifier in lower case: it names the file and its section."""
     if not _NAME.fullmatch(name):
         suggestion = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("_0123456789") or "my_provider"
         raise AiAssistantError(
             f"invalid plugin name {name!r}: use lower case letters, digits and underscores",
             hint=f"try `ai-assistant plugins new {suggestion}`",
         )
+
+
+def write_provider_plugin(name: str, directory: Path, force: bool = False) -> Path:
+    """Write ``<directory>/<name>.py`` from the template; refuse a bad or taken name."""
+    check_plugin_name(name)
     bundled = bundled_plugins_dir()
     if directory.resolve() != bundled and (
         (bundled / f"{name}.py").exists() or (bundled / name).is_dir()

@@ -47,7 +47,7 @@ def validate(host: Host) -> list[Finding]:
         for problem in info.problems:
             if problem.split(":", 1)[0] not in reported_keys:
                 findings.append(Finding(WARNING, f"plugin {info.name}", problem))
-    findings.extend(Finding(WARNING, "plugins", line) for line in plugins.warnings)
+    findings.extend(Finding(WARNING, key, message) for key, message in plugins.warnings)
 
     loaded = set(plugins.plugins)
     for section in config.get("models") or {}:

@@ -64,7 +64,7 @@ def test_unknown_plugin_name_in_settings_is_a_warning(marked):
     _, result = _plugins(marked)
     assert result.exit_code == 0
     assert (
-        "warning: plugins.disabled names unknown plugin 'olama' (did you mean 'ollama'?)"
+        "warning: plugins.disabled: unknown plugin 'olama' (did you mean 'ollama'?)"
         in result.stderr
     )
     listing = marked.run("models", "list")

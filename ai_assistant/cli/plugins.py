@@ -8,7 +8,7 @@ import click
 
 from ..config import load_config
 from ..errors import PluginError
-from ..scaffold import write_provider_plugin
+from ..scaffold import check_plugin_name, write_provider_plugin
 from .context import get_host, global_options, load_plugin_commands, options
 from .output import echo_json, render_table, warn
 
@@ -61,8 +61,8 @@ def list_plugins(fmt: str) -> None:
                 )
             )
         click.echo(render_table(["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "REASON"], rows))
-    for line in host.plugins.warnings:
-        warn(line)
+    for key, message in host.plugins.warnings:
+        warn(f"{key}: {message}")
     try:
         host.check_strict()
     except PluginError as exc:
@@ -82,12 +82,15 @@ def list_plugins(fmt: str) -> None:
 def new_plugin(name: str, directory: Path | None, force: bool) -> None:
     """Write NAME.py, a provider plugin ready to edit, into the first plugins directory."""
     opts = options()
+    check_plugin_name(name)  # before reading settings: a typo in the name is the likelier error
     if directory is None:
         if opts.plugins_dir:
             directory = Path(opts.plugins_dir[0])
         else:
-            config = load_config(opts.settings, env=opts.env)
-            directory = config.plugin_dirs()[0]
+            dirs = load_config(opts.settings, env=opts.env).plugin_dirs()
+            if not dirs:
+                raise click.UsageError("plugins.dirs is empty: pass --dir DIR")
+            directory = dirs[0]
     path = write_provider_plugin(name, directory, force=force)
     click.echo(f"wrote {_where(str(path.resolve()))}")
     click.echo(
