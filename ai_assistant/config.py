@@ -237,6 +237,15 @@ _HOST_KEYS: list[tuple[str, tuple[type, ...], str]] = [
     ("plugins.disabled", (list, str), _NAMES),
     ("plugins.strict", (bool,), "true or false"),
     ("models", (Mapping,), "a table of provider sections, like [default.models.echo]"),
+    ("chat", (Mapping,), "a table [default.chat]"),
+    ("chat.default_model", (str,), 'a model id, like "echo"'),
+    ("chat.fallbacks", (Mapping,), 'a table of model id = [fallback ids], like { "a" = ["b"] }'),
+    ("prompt", (Mapping,), "a table [default.prompt]"),
+    ("prompt.system", (str,), "a string"),
+    ("prompt.prefix", (str,), "a string"),
+    ("prompt.suffix", (str,), "a string"),
+    ("storage", (Mapping,), "a table [default.storage]"),
+    ("storage.path", (str,), 'a file path, like "history.db"'),
 ]
 
 
@@ -262,6 +271,11 @@ def check_host_settings(config: Config) -> list[tuple[str, str]]:
         value = config.get(key)
         if value is not None and not isinstance(value, types):
             wrong(key, value, expected)
+    fallbacks = config.get("chat.fallbacks")
+    if isinstance(fallbacks, Mapping):
+        for model_id, chain in fallbacks.items():
+            if not (isinstance(chain, list) and all(isinstance(m, str) for m in chain)):
+                wrong(f"chat.fallbacks.{model_id}", chain, 'a list of model ids, like ["echo"]')
     models = config.get("models")
     if isinstance(models, Mapping):
         for provider, section in models.items():

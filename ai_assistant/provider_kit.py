@@ -208,8 +208,17 @@ COMMON_OPTIONS = [
     Option("default_headers", (dict,)),
     Option("temperature", (int, float)),
     Option("max_tokens", (int,)),
+    # ask for token usage on streamed replies (stream_options); off for servers that reject it
+    Option("stream_usage", (bool,), default=True),
 ]
-_PASS_THROUGH = ("timeout", "max_retries", "default_headers", "temperature", "max_tokens")
+_PASS_THROUGH = (
+    "timeout",
+    "max_retries",
+    "default_headers",
+    "temperature",
+    "max_tokens",
+    "stream_usage",
+)
 
 
 def is_loopback_url(url: Any) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import DEFAULT_ENV, check_host_settings, defined_environments
+from .errors import did_you_mean
 from .host import Host
 from .plugins import FAILED
 from .registry import MISSING_SECRET
@@ -57,6 +59,31 @@ def validate(host: Host) -> list[Finding]:
                     WARNING,
                     f"models.{section}",
                     "no plugin of this name is loaded, so nothing reads this section",
+                )
+            )
+
+    ids = set(host.registry.ids())
+    default_model = config.get("chat.default_model")
+    if isinstance(default_model, str) and default_model not in ids:
+        findings.append(
+            Finding(
+                WARNING,
+                "chat.default_model",
+                f"no model {default_model!r} is registered{did_you_mean(default_model, ids)}",
+            )
+        )
+    fallbacks = config.get("chat.fallbacks")
+    for model_id, chain in fallbacks.items() if isinstance(fallbacks, Mapping) else ():
+        for unknown in (
+            m
+            for m in [model_id, *(chain if isinstance(chain, list) else [])]
+            if isinstance(m, str) and m not in ids
+        ):
+            findings.append(
+                Finding(
+                    WARNING,
+                    f"chat.fallbacks.{model_id}",
+                    f"no model {unknown!r} is registered{did_you_mean(unknown, ids)}",
                 )
             )
 

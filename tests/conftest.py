@@ -34,6 +34,7 @@ class Project:
         self.root = root
         self.plugins = root / "plugins"
         self.plugins.mkdir()
+        self.base_settings = ""  # kept by every settings() call (a fixture's own setup)
 
     def write(self, name: str, text: str) -> Path:
         path = self.root / name
@@ -42,19 +43,21 @@ class Project:
         return path
 
     def settings(self, text: str = "") -> Path:
-        base = '[default.plugins]\ndirs = ["plugins"]\n\n' + ECHO_SETTINGS
+        base = '[default.plugins]\ndirs = ["plugins"]\n\n' + ECHO_SETTINGS + self.base_settings
         return self.write("settings.toml", base + textwrap.dedent(text))
 
     def plugin(self, name: str, text: str) -> Path:
         return self.write(f"plugins/{name}.py", text)
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return run(*args, env=env)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        return run(*args, env=env, input=input)
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
+def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
     """Invoke the real CLI in-process, stdout and stderr kept apart."""
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -90,3 +93,52 @@ models = [
   { model_name = "mine-large", endpoint = "http://127.0.0.1:8001/v1" },
 ]
 """
+
+
+SECRET_KEY = "sk-test-secret-4242"
+
+CHAT_SETTINGS = """
+[default.storage]
+path = "history.db"
+
+[default.models.openai_compatible]
+endpoint = "{url}"
+max_retries = 0
+timeout = 5
+models = [
+  {{ model_name = "ok", id = "good" }},
+  {{ model_name = "e429", id = "limited" }},
+  {{ model_name = "e500", id = "broken" }},
+  {{ model_name = "e503", id = "unavailable" }},
+  {{ model_name = "e401", id = "locked" }},
+  {{ model_name = "e400", id = "picky" }},
+  {{ model_name = "slow-3", id = "slow", timeout = 0.5 }},
+  {{ model_name = "drop", id = "flaky" }},
+  {{ model_name = "gated", id = "gated" }},
+  {{ model_name = "any", id = "down", endpoint = "http://127.0.0.1:9/v1" }},
+]
+
+[default.chat]
+default_model = "good"
+fallbacks = {{ limited = ["good"], broken = ["down", "echo"], locked = ["good"], slow = ["good"], down = ["good"], picky = ["good"] }}
+"""
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def chat_project(project, upstream):
+    """A project whose openai_compatible models point at the fake upstream."""
+    project.base_settings = CHAT_SETTINGS.format(url=upstream.url)
+    project.settings()
+    project.write(
+        ".secrets.toml", f'[default.models.openai_compatible]\napi_key = "{SECRET_KEY}"\n'
+    )
+    upstream.gate.clear()
+    return project

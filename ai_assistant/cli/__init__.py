@@ -15,6 +15,8 @@ BUILTIN_COMMANDS = {
     "models": "ai_assistant.cli.models:models",
     "plugins": "ai_assistant.cli.plugins:plugins",
     "config": "ai_assistant.cli.config:config",
+    "chat": "ai_assistant.cli.chat:chat",
+    "conversations": "ai_assistant.cli.conversations:conversations",
 }
 
 

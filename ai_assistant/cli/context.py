@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
 from ..errors import AiAssistantError
 from ..host import Host, load_host
+
+# When the CLI was imported: -v timings count from here (interpreter start-up comes before it).
+PROCESS_START = time.perf_counter()
 
 _OPTIONS = "ai_assistant.options"
 _HOST = "ai_assistant.host"

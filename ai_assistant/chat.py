@@ -1,0 +1,377 @@
+"""The chat service: which model answers, what is sent, what happens when a provider fails, and
+what is stored. The CLI and the HTTP gateway both drive it; it prints nothing itself.
+
+A reply streams token by token. A model that fails before its first token with a connection
+error, a timeout, HTTP 429 or 5xx hands over to the next model in its ``chat.fallbacks`` list; an
+authentication failure (401/403) never falls back. A failure after tokens arrived keeps them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import env_var_name
+from .errors import AiAssistantError, ModelUnavailableError, UnknownModelError
+from .host import Host
+from .store import COMPLETE, FAILED, INTERRUPTED, STREAMING, Store, default_store_path
+
+FLUSH_SECONDS = 0.5  # how often a streaming reply's text is saved, so a kill loses little
+
+
+class ChatError(AiAssistantError):
+    """The reply could not be produced (or broke off); ``reply`` holds what arrived."""
+
+    def __init__(self, message: str, hint: str | None = None, reply: Reply | None = None):
+        super().__init__(message, hint)
+        self.reply = reply
+
+
+class Failure:
+    """A provider error, classified: may the next model be tried?"""
+
+    def __init__(self, kind: str, description: str, fallback: bool) -> None:
+        self.kind = kind  # auth, rate_limited, server_error, timeout, connection, request, error
+        self.description = description
+        self.fallback = fallback
+
+    def __repr__(self) -> str:
+        return f"Failure({self.kind!r}, {self.description!r})"
+
+
+_TIMEOUTS = {"APITimeoutError", "TimeoutException", "TimeoutError", "ReadTimeout", "Timeout"}
+_CONNECTION = {
+    "APIConnectionError",
+    "ConnectError",
+    "RemoteProtocolError",
+    "ReadError",
+    "NetworkError",
+    "TransportError",
+    "ConnectionError",
+    "IncompleteRead",
+}
+
+
+def classify(exc: BaseException) -> Failure:
+    """Sort an exception from any provider SDK by what it means for fallbacks (duck-typed, so
+    no SDK is imported to look at it)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    detail = _short(exc)
+    if status in (401, 403):
+        return Failure("auth", f"HTTP {status}: the API key is missing or was rejected", False)
+    if status == 429:
+        return Failure("rate_limited", f"HTTP 429 rate limited{detail}", True)
+    if isinstance(status, int) and status >= 500:
+        return Failure("server_error", f"HTTP {status} server error{detail}", True)
+    if names & _TIMEOUTS:
+        return Failure("timeout", "timed out", True)
+    if names & _CONNECTION:
+        return Failure("connection", f"connection failed{detail}", True)
+    if isinstance(status, int):
+        return Failure("request", f"HTTP {status}{detail}", False)
+    return Failure("error", f"{type(exc).__name__}{detail}", False)
+
+
+def _short(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    text = " ".join(str(message or exc).split())
+    return f": {text[:200]}" if text else ""
+
+
+class Reply:
+    """One assistant reply: who answered, what, how it ended."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.parts: list[str] = []
+        self.status = STREAMING
+        self.error: str | None = None
+        self.failures: list[tuple[str, str]] = []  # (model id, why) for models that fell through
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.first_token_ms: int | None = None
+        self.latency_ms: int | None = None
+        self.message_id: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def __repr__(self) -> str:
+        return f"Reply(model_id={self.model_id!r}, status={self.status!r}, {len(self.text)} chars)"
+
+
+def chat_settings(host: Host) -> dict[str, Any]:
+    cfg = host.config
+    return {
+        "system": cfg.get("prompt.system") or None,
+        "prefix": cfg.get("prompt.prefix") or "",
+        "suffix": cfg.get("prompt.suffix") or "",
+        "default_model": cfg.get("chat.default_model") or None,
+        "fallbacks": {str(k): list(v) for k, v in (cfg.get("chat.fallbacks") or {}).items()},
+    }
+
+
+def resolve_model_id(host: Host, requested: str | None) -> str:
+    """``-m ID``; else ``chat.default_model``; else the only registered model; else an error."""
+    model_id = requested or chat_settings(host)["default_model"]
+    if model_id:
+        host.registry.get(model_id)  # raises with close matches if unknown
+        return model_id
+    ids = host.registry.ids()
+    if len(ids) == 1:
+        return ids[0]
+    raise UnknownModelError(
+        "no model chosen" if ids else "no model is registered",
+        hint=(
+            f"pass -m ID or set chat.default_model; registered: {', '.join(ids)}"
+            if ids
+            else "configure a provider section in settings.toml"
+        ),
+    )
+
+
+def open_store(host: Host) -> Store:
+    """The history database at ``storage.path`` (relative to the settings file's folder)."""
+    configured = host.config.get("storage.path")
+    path = host.config.root / configured if configured else default_store_path()
+    return Store(Path(path).expanduser())
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content or ())
+
+
+class Chat:
+    """A conversation with one model at a time, optionally recorded in a ``Store``.
+
+    >>> chat = Chat(load_host(), "echo")
+    >>> "".join(chat.stream("hi"))
+    'echo: hi'
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        model_id: str | None = None,
+        *,
+        store: Store | None = None,
+        conversation_id: str | None = None,
+        system: str | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.settings = chat_settings(host)
+        self.store = store
+        self.on_notice = on_notice or (lambda message: None)
+        self.history: list[tuple[str, str]] = []  # (role, content) already in the conversation
+        self.conversation_id: str | None = None
+        stored_system = None
+        if conversation_id is not None:
+            if store is None:
+                raise AiAssistantError("continuing a conversation needs the history store")
+            conv = store.conversation(conversation_id)
+            self.conversation_id = conv["id"]
+            stored_system = conv["system"]
+            model_id = model_id or conv["model"]
+            self.history = [(m["role"], m["content"]) for m in conv["messages"] if m["content"]]
+        self.model_id = resolve_model_id(host, model_id)
+        self.system = system if system is not None else stored_system or self.settings["system"]
+        self.last_reply: Reply | None = None
+
+    # -- what is sent ------------------------------------------------------------------------
+
+    def switch_model(self, model_id: str) -> None:
+        self.host.registry.get(model_id)
+        self.model_id = model_id
+        if self.store is not None and self.conversation_id is not None:
+            self.store.set_conversation_model(self.conversation_id, model_id)
+
+    def new_conversation(self) -> None:
+        self.history = []
+        self.conversation_id = None
+
+    def build_messages(self, user_text: str) -> list[Any]:
+        """The LangChain messages for the next turn: system, history, then the new message, each
+        user message wrapped in ``prompt.prefix``/``prompt.suffix``."""
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        prefix, suffix = self.settings["prefix"], self.settings["suffix"]
+        messages: list[Any] = [SystemMessage(self.system)] if self.system else []
+        for role, content in [*self.history, ("user", user_text)]:
+            if role == "user":
+                messages.append(HumanMessage(f"{prefix}{content}{suffix}"))
+            else:
+                messages.append(AIMessage(content))
+        return messages
+
+    # -- the reply ---------------------------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        return [self.model_id, *self.settings["fallbacks"].get(self.model_id, [])]
+
+    def _record_start(self, user_text: str) -> int | None:
+        if self.store is None:
+            return None
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation(
+                self.model_id, user_text, self.system
+            )
+        self.store.add_message(self.conversation_id, "user", user_text)
+        return self.store.add_message(
+            self.conversation_id, "assistant", "", model_id=self.model_id, status=STREAMING
+        )
+
+    def _record(self, reply: Reply, final: bool) -> None:
+        if self.store is None or reply.message_id is None:
+            return
+        fields: dict[str, Any] = {"content": reply.text, "model_id": reply.model_id}
+        if final:
+            fields.update(
+                status=reply.status,
+                error=reply.error,
+                latency_ms=reply.latency_ms,
+                first_token_ms=reply.first_token_ms,
+                input_tokens=reply.input_tokens,
+                output_tokens=reply.output_tokens,
+            )
+        self.store.update_message(reply.message_id, **fields)
+
+    def stream(self, user_text: str) -> Iterator[str]:
+        """Yield the reply's text as it arrives; ``last_reply`` describes it afterwards.
+
+        Raises ``ChatError`` when no model could answer or the reply broke off. On
+        ``KeyboardInterrupt`` (or a consumer closing the generator) the partial reply is stored
+        as interrupted and the interruption goes on up.
+        """
+        messages = self.build_messages(user_text)
+        reply = Reply(self.model_id)
+        self.last_reply = reply
+        reply.message_id = self._record_start(user_text)
+        started = time.perf_counter()
+        try:
+            yield from self._stream_with_fallbacks(messages, reply, started)
+            reply.status = COMPLETE
+        except KeyboardInterrupt:
+            reply.status, reply.error = INTERRUPTED, "interrupted by the user"
+            raise
+        except GeneratorExit:
+            reply.status, reply.error = INTERRUPTED, "the reader stopped before the reply ended"
+            raise
+        except Exception as exc:
+            reply.status, reply.error = FAILED, self.host.config.redact(str(exc))
+            raise
+        finally:
+            reply.latency_ms = _ms_since(started)
+            self._record(reply, final=True)
+            self.history.append(("user", user_text))
+            if reply.text:
+                self.history.append(("assistant", reply.text))
+
+    def send(self, user_text: str) -> Reply:
+        """The whole reply at once (it still streams underneath)."""
+        for _ in self.stream(user_text):
+            pass
+        assert self.last_reply is not None
+        return self.last_reply
+
+    def _stream_with_fallbacks(
+        self, messages: list[Any], reply: Reply, started: float
+    ) -> Iterator[str]:
+        candidates = self._candidates()
+        last_flush = started
+        redact = self.host.config.redact
+        for index, model_id in enumerate(candidates):
+            reply.model_id = model_id
+            model = None
+            try:
+                model = self.host.registry.get(model_id)
+                chat_model = model.get()
+            except (ModelUnavailableError, UnknownModelError) as exc:
+                if index == 0:
+                    raise ChatError(str(exc), hint=exc.hint, reply=reply) from None
+                reply.failures.append((model_id, str(exc)))
+                self.on_notice(f"skipping fallback {model_id!r}: {exc}")
+                continue
+            inner = chat_model.stream(messages)
+            try:
+                for chunk in inner:
+                    usage = getattr(chunk, "usage_metadata", None)
+                    if usage:
+                        reply.input_tokens = (reply.input_tokens or 0) + usage.get(
+                            "input_tokens", 0
+                        )
+                        reply.output_tokens = (reply.output_tokens or 0) + usage.get(
+                            "output_tokens", 0
+                        )
+                    text = _text_of(chunk.content)
+                    if not text:
+                        continue
+                    if reply.first_token_ms is None:
+                        reply.first_token_ms = _ms_since(started)
+                    reply.parts.append(text)
+                    yield text
+                    if time.perf_counter() - last_flush > FLUSH_SECONDS:
+                        self._record(reply, final=False)
+                        last_flush = time.perf_counter()
+            except Exception as exc:
+                failure = classify(exc)
+                why = redact(failure.description)
+                if reply.parts:
+                    raise ChatError(
+                        f"the reply from {model_id!r} broke off: {why}",
+                        hint="what arrived is kept in the history; ask again to retry",
+                        reply=reply,
+                    ) from None
+                if failure.kind == "auth":
+                    raise ChatError(
+                        f"model {model_id!r} was refused: {why}", hint=_key_hint(model), reply=reply
+                    ) from None
+                reply.failures.append((model_id, why))
+                if failure.fallback and index + 1 < len(candidates):
+                    self.on_notice(
+                        f"model {model_id!r} failed ({why}); trying {candidates[index + 1]!r}"
+                    )
+                    continue
+                raise ChatError(
+                    f"model {model_id!r} failed: {why}",
+                    hint=None
+                    if index
+                    else (
+                        f'to fall back, set chat.fallbacks = {{ "{model_id}" = ["other-id"] }}'
+                        if failure.fallback
+                        else None
+                    ),
+                    reply=reply,
+                ) from None
+            finally:
+                inner.close()  # a consumer that stops early cancels the upstream request
+            if reply.failures:
+                failed = "; ".join(f"{m!r}: {why}" for m, why in reply.failures)
+                self.on_notice(f"answered by {model_id!r} (failed before it: {failed})")
+            return
+        raise ChatError(
+            "no model could answer: " + "; ".join(f"{m!r}: {why}" for m, why in reply.failures),
+            reply=reply,
+        )
+
+
+def _key_hint(model: Any) -> str:
+    plugin = model.plugin if model is not None else "<provider>"
+    key = f"models.{plugin}.api_key"
+    return (
+        f"check api_key under [default.models.{plugin}] in .secrets.toml, or export "
+        f"{env_var_name(key)}"
+    )
+
+
+def _ms_since(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)

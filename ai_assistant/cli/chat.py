@@ -1,0 +1,110 @@
+"""`ai-assistant chat`: one question from the arguments or stdin, or an interactive session."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import click
+
+from ..chat import Chat, ChatError, open_store
+from .context import PROCESS_START, get_host, global_options, options
+
+
+def _notice(message: str) -> None:
+    click.echo(f"note: {message}", err=True)
+
+
+def _show_prompt(session: Chat, text: str) -> None:
+    for message in session.build_messages(text):
+        click.echo(f"[{message.type}] {message.content}", err=True)
+
+
+def answer(session: Chat, text: str, show_prompt: bool = False, timing: bool = False) -> None:
+    """Stream one reply to stdout, each piece as it arrives."""
+    if show_prompt:
+        _show_prompt(session, text)
+    out = sys.stdout
+    sent = time.perf_counter()
+    first = None
+    try:
+        for token in session.stream(text):
+            if first is None:
+                first = time.perf_counter()
+            out.write(token)
+            out.flush()
+    finally:
+        reply = session.last_reply
+        if reply is not None and reply.text and not reply.text.endswith("\n"):
+            out.write("\n")
+            out.flush()
+        if timing:
+            _timing(sent, first, reply)
+
+
+def _timing(sent: float, first: float | None, reply) -> None:  # noqa: ANN001
+    def ms(t: float | None) -> str:
+        return "-" if t is None else f"+{(t - PROCESS_START) * 1000:.1f} ms"
+
+    usage = ""
+    if reply is not None and reply.output_tokens is not None:
+        usage = f"; tokens in/out {reply.input_tokens}/{reply.output_tokens}"
+    click.echo(
+        f"timing: request {ms(sent)}, first token {ms(first)}, done {ms(time.perf_counter())} "
+        f"after start{usage}",
+        err=True,
+    )
+
+
+def _terminate(signum, frame):  # noqa: ANN001, ARG001
+    raise KeyboardInterrupt  # SIGTERM stores the partial reply as interrupted, like Ctrl-C
+
+
+@click.command()
+@click.argument("prompt", required=False)
+@click.option("-m", "--model", "model_id", metavar="ID", help="Model id (see `models list`).")
+@click.option("-s", "--system", help="System prompt for this call (overrides prompt.system).")
+@click.option(
+    "-c", "--continue", "continue_", is_flag=True, help="Continue the latest conversation."
+)
+@click.option("--cid", metavar="ID", help="Continue the conversation with this id (or id prefix).")
+@click.option("--no-log", is_flag=True, help="Do not store this exchange.")
+@click.option("--show-prompt", is_flag=True, help="Print the messages sent, to stderr.")
+@global_options
+def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt) -> None:  # noqa: ANN001
+    """Ask a model; with no PROMPT on a terminal, start an interactive session.
+
+    The prompt may also come from stdin: `echo hi | ai-assistant chat -m echo`. Without -m the
+    model is chat.default_model, or the only registered one.
+    """
+    if no_log and (continue_ or cid):
+        raise click.UsageError("--no-log cannot continue a conversation (-c/--cid need history)")
+    host = get_host()
+    store = None if no_log else open_store(host)
+    conversation = cid
+    if continue_ and store is not None:
+        conversation = store.latest_conversation()
+        if conversation is None:
+            _notice("no earlier conversation: starting a new one")
+    session = Chat(
+        host, model_id, store=store, conversation_id=conversation, system=system, on_notice=_notice
+    )
+    verbose = options().verbose
+    piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    if prompt is None and not piped:
+        if sys.stdin is not None and sys.stdin.isatty():
+            from .repl import run_repl
+
+            run_repl(session, show_prompt=show_prompt or verbose)
+            return
+        raise click.UsageError("no prompt: give one as an argument or on stdin")
+    text = "\n\n".join(part.strip("\n") for part in (piped, prompt) if part)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        answer(session, text, show_prompt=show_prompt or verbose, timing=verbose)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the partial reply is kept in the history", err=True)
+        sys.exit(130)
+    except ChatError:
+        raise

@@ -1,0 +1,90 @@
+"""`ai-assistant conversations`: list, show and delete the stored history."""
+
+from __future__ import annotations
+
+import click
+
+from ..chat import open_store
+from .context import get_host, global_options
+from .output import echo_json, render_table
+
+
+def _store():
+    return open_store(get_host())
+
+
+@click.group()
+def conversations() -> None:
+    """The stored chat history."""
+
+
+@conversations.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@click.option("--limit", type=int, help="At most this many, newest first.")
+@global_options
+def list_conversations(as_json: bool, limit: int | None) -> None:
+    """Conversations, newest first."""
+    rows = _store().conversations(limit)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no conversations yet: `ai-assistant chat` starts one", err=True)
+        return
+    click.echo(
+        render_table(
+            ["ID", "UPDATED", "MODEL", "MESSAGES", "TITLE"],
+            [
+                (
+                    r["id"][:12],
+                    r["updated_at"][:19].replace("T", " "),
+                    r["model"],
+                    r["message_count"],
+                    r["title"],
+                )
+                for r in rows
+            ],
+        )
+    )
+
+
+def _describe(message: dict) -> str:
+    parts = [message["role"]]
+    if message["role"] == "assistant":
+        parts.append(message["model_id"] or "?")
+        if message["latency_ms"] is not None:
+            parts.append(f"{message['latency_ms']} ms")
+        if message["output_tokens"] is not None:
+            parts.append(f"{message['input_tokens']}/{message['output_tokens']} tokens")
+        if message["status"] != "complete":
+            parts.append(message["status"] + (f": {message['error']}" if message["error"] else ""))
+    return " · ".join(parts)
+
+
+@conversations.command("show")
+@click.argument("conversation_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@global_options
+def show_conversation(conversation_id: str, as_json: bool) -> None:
+    """One conversation with all its messages (ID may be a unique prefix)."""
+    conv = _store().conversation(conversation_id)
+    if as_json:
+        echo_json(conv)
+        return
+    click.echo(
+        f"{conv['id']}  {conv['title']}\nmodel {conv['model']}, started "
+        f"{conv['created_at'][:19].replace('T', ' ')}"
+    )
+    if conv["system"]:
+        click.echo(f"system: {conv['system']}")
+    for message in conv["messages"]:
+        click.echo(f"\n[{_describe(message)}]\n{message['content']}")
+
+
+@conversations.command("delete")
+@click.argument("conversation_id", metavar="ID")
+@global_options
+def delete_conversation(conversation_id: str) -> None:
+    """Delete one conversation and its messages."""
+    deleted = _store().delete_conversation(conversation_id)
+    click.echo(f"deleted {deleted}")

@@ -1,0 +1,274 @@
+"""Conversation history in SQLite: conversations, their messages, numbered schema migrations.
+
+WAL mode and one short transaction per write, so a process killed mid-reply leaves a consistent
+database (with the reply's text up to its last flush) and readers never wait on a writer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import AiAssistantError
+
+# Each migration runs once, in order, in its own transaction; applied versions are recorded in
+# schema_migrations. Never edit a published migration: add the next number.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            system TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            model_id TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('complete', 'streaming', 'interrupted', 'failed')),
+            error TEXT,
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            latency_ms INTEGER,
+            first_token_ms INTEGER,
+            input_tokens INTEGER,
+            output_tokens INTEGER
+        );
+        CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+        CREATE INDEX conversations_by_update ON conversations (updated_at);
+        """,
+    ),
+]
+
+COMPLETE = "complete"
+STREAMING = "streaming"
+INTERRUPTED = "interrupted"
+FAILED = "failed"
+
+
+class UnknownConversationError(AiAssistantError, LookupError):
+    """No conversation has that id (or id prefix)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def default_store_path() -> Path:
+    """``$XDG_DATA_HOME/ai-assistant/history.db`` (``~/.local/share/...`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ai-assistant" / "history.db"
+
+
+class Store:
+    """The history database. Safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise AiAssistantError(
+                f"cannot open the history database {self.path}: {exc}",
+                hint="set storage.path to a writable file, or pass --no-log",
+            ) from None
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            applied = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+            for version, sql in MIGRATIONS:
+                if version in applied:
+                    continue
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    # re-check under the write lock: another process may have just migrated
+                    if self._db.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                    ).fetchone():
+                        self._db.execute("COMMIT")
+                        continue
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                        (version, now()),
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return row[0] or 0
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement, one short transaction (autocommit)."""
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+
+    # -- conversations -----------------------------------------------------------------------
+
+    def create_conversation(self, model: str, title: str, system: str | None = None) -> str:
+        conversation_id = uuid.uuid4().hex
+        stamp = now()
+        title = " ".join(title.split())[:80] or "(untitled)"
+        self._write(
+            "INSERT INTO conversations (id, title, model, system, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (conversation_id, title, model, system, stamp, stamp),
+        )
+        return conversation_id
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the conversation whose id is or starts with ``id_or_prefix``."""
+        rows = self._read(
+            "SELECT id FROM conversations WHERE id = ? OR id LIKE ? ORDER BY updated_at DESC",
+            (id_or_prefix, id_or_prefix.replace("%", "").replace("_", "") + "%"),
+        )
+        exact = [r["id"] for r in rows if r["id"] == id_or_prefix]
+        if exact:
+            return exact[0]
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if not rows:
+            raise UnknownConversationError(
+                f"no conversation {id_or_prefix!r}",
+                hint="`ai-assistant conversations list` shows the ids",
+            )
+        raise UnknownConversationError(
+            f"{id_or_prefix!r} matches {len(rows)} conversations", hint="give more of the id"
+        )
+
+    def latest_conversation(self) -> str | None:
+        rows = self._read(
+            "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+        )
+        return rows[0]["id"] if rows else None
+
+    def conversation(self, id_or_prefix: str) -> dict[str, Any]:
+        """The conversation with its messages, oldest first."""
+        conversation_id = self.resolve(id_or_prefix)
+        conv = self._read("SELECT * FROM conversations WHERE id = ?", (conversation_id,))[0]
+        conv["messages"] = self._read(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+        )
+        return conv
+
+    def conversations(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first, with a message count."""
+        sql = (
+            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
+            "AS message_count FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._read(sql)
+
+    def delete_conversation(self, id_or_prefix: str) -> str:
+        conversation_id = self.resolve(id_or_prefix)
+        self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        return conversation_id
+
+    def set_conversation_model(self, conversation_id: str, model: str) -> None:
+        self._write(
+            "UPDATE conversations SET model = ?, updated_at = ? WHERE id = ?",
+            (model, now(), conversation_id),
+        )
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        *,
+        model_id: str | None = None,
+        status: str = COMPLETE,
+    ) -> int:
+        stamp = now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, model_id, status, "
+                    "created_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        conversation_id,
+                        role,
+                        content,
+                        model_id,
+                        status,
+                        stamp,
+                        stamp if status == COMPLETE else None,
+                    ),
+                )
+                self._db.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                    (stamp, conversation_id),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(cursor.lastrowid)
+
+    def update_message(self, message_id: int, **fields: Any) -> None:
+        """Set columns of one message (content, status, error, model_id, latency...)."""
+        allowed = {
+            "content",
+            "status",
+            "error",
+            "model_id",
+            "latency_ms",
+            "first_token_ms",
+            "input_tokens",
+            "output_tokens",
+            "completed_at",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown message fields: {sorted(unknown)}")
+        if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
+            fields.setdefault("completed_at", now())
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        self._write(f"UPDATE messages SET {columns} WHERE id = ?", (*fields.values(), message_id))

@@ -1,0 +1,207 @@
+"""A real HTTP server on 127.0.0.1 speaking OpenAI's /v1/chat/completions, for tests and benchmarks.
+
+The requested model name picks the behaviour, so one server serves every case:
+
+- anything else: answers ``upstream: <last user message>``, word by word when streaming
+- ``slow-<seconds>``: waits that long before answering (for timeouts)
+- ``e429``, ``e500``, ``e503``, ``e401``, ``e400``: that HTTP error, in OpenAI's error shape
+  (``e401`` quotes the bearer key it got, as some servers do, to prove it is masked)
+- ``drop``: streams two tokens, then drops the connection mid-body
+- ``gated``: streams one token, then waits for ``server.gate`` before the rest
+- ``tokens-<n>``: streams n tokens as fast as it can
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": "not found", "type": "not_found"}})
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.requests.append({"path": self.path, "body": body, "headers": headers})
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        model = str(body.get("model", ""))
+        if model.startswith("slow-"):
+            time.sleep(float(model.split("-", 1)[1]))
+        if model.startswith("e") and model[1:].isdigit():
+            status = int(model[1:])
+            message = {
+                401: "Incorrect API key provided: "
+                + self.headers.get("Authorization", "").removeprefix("Bearer "),
+                429: "Rate limit reached",
+                400: "Invalid request",
+            }.get(status, "Upstream broke")
+            self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+            return
+        last_user = next(
+            (
+                m.get("content")
+                for m in reversed(body.get("messages", []))
+                if m.get("role") == "user"
+            ),
+            "",
+        )
+        if isinstance(last_user, list):
+            last_user = "".join(p.get("text", "") for p in last_user)
+        text = f"upstream: {last_user}"
+        if model.startswith("tokens-"):
+            text = " ".join(f"t{i}" for i in range(int(model.split("-", 1)[1])))
+        tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+        usage = {
+            "prompt_tokens": 7,
+            "completion_tokens": len(tokens),
+            "total_tokens": 7 + len(tokens),
+        }
+        if not body.get("stream"):
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+        self._stream(
+            model, tokens, usage, bool((body.get("stream_options") or {}).get("include_usage"))
+        )
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, payload: str) -> None:
+        data = payload.encode()
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(
+        self,
+        model: str,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        chunk: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if usage:
+            chunk["usage"] = usage
+        self._chunk(f"data: {json.dumps(chunk)}\n\n")
+
+    def _stream(
+        self, model: str, tokens: list[str], usage: dict[str, int], include_usage: bool
+    ) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._event(model, {"role": "assistant", "content": ""})
+        for i, token in enumerate(tokens):
+            if model == "drop" and i == 2:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: the body is cut
+                return
+            if model == "gated" and i == 1:
+                self.server.gate.wait(timeout=30)
+            self._event(model, {"content": token})
+        self._event(model, {}, finish="stop")
+        if include_usage:
+            self._event(model, {}, usage=usage)
+        self._chunk("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.server.finished_at = time.perf_counter()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up (timeouts, drops) are part of the tests
+
+    requests: list[dict[str, Any]]
+    gate: threading.Event
+    finished_at: float | None
+
+
+class FakeOpenAI:
+    """Start with ``with FakeOpenAI() as upstream:``; ``upstream.url`` is the /v1 base URL."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.requests = []
+        self._server.gate = threading.Event()
+        self._server.finished_at = None
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self._server.requests
+
+    @property
+    def gate(self) -> threading.Event:
+        return self._server.gate
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.gate.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # run it by hand: python tests/fake_openai.py
+    with FakeOpenAI() as upstream:
+        print(upstream.url, flush=True)
+        threading.Event().wait()
