@@ -120,7 +120,13 @@ models = [
 
 [default.chat]
 default_model = "good"
-fallbacks = {{ limited = ["good"], broken = ["down", "echo"], locked = ["good"], slow = ["good"], down = ["good"], picky = ["good"] }}
+[default.chat.fallbacks]
+limited = ["good"]
+broken = ["down", "echo"]
+locked = ["good"]
+slow = ["good"]
+down = ["good"]
+picky = ["good"]
 """
 
 

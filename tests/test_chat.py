@@ -72,7 +72,8 @@ def test_model_choice_default_single_and_ambiguous(chat_project, project, upstre
     project.settings("[default.storage]\npath = 'h.db'\n")  # only echo is registered now
     assert project.run("chat", "hi").stdout == "echo: hi\n"
     project.settings(
-        "[default.storage]\npath = 'h.db'\n[default.models.ollama]\nmodels = [{ model_name = 'x' }]\n"
+        "[default.storage]\npath = 'h.db'\n"
+        "[default.models.ollama]\nmodels = [{ model_name = 'x' }]\n"
     )
     many = project.run("chat", "hi")
     assert many.exit_code == 1
