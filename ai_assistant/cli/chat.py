@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -28,12 +29,19 @@ def answer(session: Chat, text: str, show_prompt: bool = False, timing: bool = F
     out = sys.stdout
     sent = time.perf_counter()
     first = None
+    stream = session.stream(text)
     try:
-        for token in session.stream(text):
+        for token in stream:
             if first is None:
                 first = time.perf_counter()
             out.write(token)
             out.flush()
+    except KeyboardInterrupt:
+        # Ctrl-C may land while the stream waits at a yield: hand it in, so the reply is
+        # recorded as interrupted by the user rather than abandoned.
+        with contextlib.suppress(KeyboardInterrupt, StopIteration):
+            stream.throw(KeyboardInterrupt())
+        raise
     finally:
         reply = session.last_reply
         if reply is not None and reply.text and not reply.text.endswith("\n"):

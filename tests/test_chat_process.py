@@ -1,0 +1,160 @@
+"""The installed `ai-assistant chat` as a real process: tokens reach the terminal as they arrive,
+signals mid-stream keep the history consistent, and the interactive session works on a pty."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+EXE = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
+
+
+def _spawn(project, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+    return subprocess.Popen(
+        [EXE, *args],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _read_until(proc: subprocess.Popen, text: bytes, timeout: float = 60) -> bytes:
+    """Read the child's stdout as it comes until ``text`` shows up."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} never arrived; got {seen!r}"
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"stdout closed before {text!r}; got {seen!r}"
+            seen += chunk
+    return seen
+
+
+def _last_assistant(project) -> dict:
+    db = sqlite3.connect(project.root / "history.db")
+    db.row_factory = sqlite3.Row
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return dict(
+        db.execute(
+            "SELECT * FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    )
+
+
+def test_first_token_is_printed_before_the_upstream_has_finished(chat_project, upstream):
+    proc = _spawn(chat_project, "chat", "-m", "gated", "a b c")
+    try:
+        first = _read_until(proc, b"upstream:")
+        assert upstream._server.finished_at is None or upstream._server.finished_at < 0
+        upstream.gate.set()  # only now may the upstream send the rest
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (first + rest).decode() == "upstream: a b c\n"
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+def test_interrupt_mid_stream_keeps_the_partial_reply_as_interrupted(
+    chat_project, upstream, sig, code
+):
+    proc = _spawn(chat_project, "chat", "-m", "gated", "a b c")
+    try:
+        _read_until(proc, b"upstream:")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        upstream.gate.set()
+    assert proc.returncode == code
+    assert b"interrupted: the partial reply is kept" in err
+    assert b"Traceback" not in err
+    message = _last_assistant(chat_project)
+    assert message["status"] == "interrupted"
+    assert message["content"] == "upstream:"
+    assert message["error"] == "interrupted by the user"
+
+
+def test_killing_the_process_mid_stream_leaves_a_consistent_database(chat_project, upstream):
+    proc = _spawn(chat_project, "chat", "-m", "gated", "a b c")
+    try:
+        _read_until(proc, b"upstream:")
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        upstream.gate.set()
+    message = _last_assistant(chat_project)  # integrity_check passes
+    assert message["status"] == "streaming"  # it never finished, and says so
+    after = chat_project.run("chat", "-m", "good", "still works")
+    assert after.stdout == "upstream: still works\n"
+
+
+def test_interactive_session_on_a_terminal(project):
+    project.write(
+        "settings.toml",
+        """
+        [default.storage]
+        path = "history.db"
+        [default.models.echo]
+        models = [{ id = "echo" }, { id = "slow", delay = 0.3, prefix = "slow echo: " }]
+    """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+    child = pexpect.spawn(
+        EXE,
+        ["chat", "-m", "echo"],
+        cwd=str(project.root),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+    try:
+        child.expect_exact("echo> ")
+        child.sendline("hello")
+        child.expect_exact("echo: hello")
+        child.expect_exact("echo> ")
+        child.sendline("/model slow")
+        child.expect_exact("model: slow")
+        child.expect_exact("slow> ")
+        child.sendline("one two three four five six seven eight nine")
+        child.expect_exact("slow echo:")
+        child.sendintr()  # Ctrl-C stops the reply, not the session
+        child.expect_exact("[interrupted]")
+        child.expect_exact("slow> ")
+        child.sendline("/history")
+        child.expect_exact("you: hello")
+        child.expect_exact("assistant: echo: hello")
+        child.expect_exact("slow> ")
+        child.sendline("/bogus")
+        child.expect_exact("unknown command /bogus")
+        child.sendcontrol("d")  # Ctrl-D leaves
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    db = sqlite3.connect(project.root / "history.db")
+    rows = db.execute("SELECT role, model_id, status FROM messages ORDER BY id").fetchall()
+    assert rows == [
+        ("user", None, "complete"),
+        ("assistant", "echo", "complete"),
+        ("user", None, "complete"),
+        ("assistant", "slow", "interrupted"),
+    ]
+    assert db.execute("SELECT model FROM conversations").fetchall() == [("slow",)]
