@@ -148,5 +148,5 @@ def chat_project(project, upstream):
     project.write(
         ".secrets.toml", f'[default.models.openai_compatible]\napi_key = "{SECRET_KEY}"\n'
     )
-    upstream.gate.clear()
+    upstream.reset()
     return project

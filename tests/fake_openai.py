@@ -185,6 +185,15 @@ class FakeOpenAI:
     def gate(self) -> threading.Event:
         return self._server.gate
 
+    @property
+    def finished_at(self) -> float | None:
+        """When the last streamed reply was fully sent (perf_counter), since ``reset``."""
+        return self._server.finished_at
+
+    def reset(self) -> None:
+        self._server.gate.clear()
+        self._server.finished_at = None
+
     def start(self) -> FakeOpenAI:
         self._thread.start()
         return self
