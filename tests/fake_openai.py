@@ -35,10 +35,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": "not found", "type": "not_found"}})
 
     def do_POST(self) -> None:  # noqa: N802
+        received = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.requests.append({"path": self.path, "body": body, "headers": headers})
+        self.server.requests.append(
+            {"path": self.path, "body": body, "headers": headers, "received_at": received}
+        )
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
