@@ -8,8 +8,9 @@ authentication failure (401/403) never falls back. A failure after tokens arrive
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,16 @@ FLUSH_SECONDS = 0.5  # how often a streaming reply's text is saved, so a kill lo
 class ChatError(AiAssistantError):
     """The reply could not be produced (or broke off); ``reply`` holds what arrived."""
 
-    def __init__(self, message: str, hint: str | None = None, reply: Reply | None = None):
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        reply: Reply | None = None,
+        failure: Failure | None = None,
+    ) -> None:
         super().__init__(message, hint)
         self.reply = reply
+        self.failure = failure  # the provider error behind it, classified
 
 
 class Failure:
@@ -150,6 +158,208 @@ def _text_of(content: Any) -> str:
     return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content or ())
 
 
+class Turn:
+    """One reply with fallbacks: which models to try, what a chunk means, what a failure means.
+
+    Shared by the blocking loop (``stream_turn``, the CLI) and the async one (``astream_turn``,
+    the gateway), which differ only in how they iterate.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        model_id: str,
+        reply: Reply,
+        on_notice: Callable[[str], None] | None = None,
+        on_progress: Callable[[Reply], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.reply = reply
+        self.candidates = [model_id, *chat_settings(host)["fallbacks"].get(model_id, [])]
+        self.on_notice = on_notice or (lambda message: None)
+        self.on_progress = on_progress or (lambda reply: None)
+        self.started = time.perf_counter()
+        self._last_flush = self.started
+
+    def models(self) -> Iterator[tuple[int, Any]]:
+        """(index, LangChain model) of each candidate in turn; an unusable fallback is skipped
+        with a notice, an unusable first choice is an error."""
+        for index, model_id in enumerate(self.candidates):
+            self.reply.model_id = model_id
+            try:
+                chat_model = self.host.registry.get(model_id).get()
+            except (ModelUnavailableError, UnknownModelError) as exc:
+                if index == 0:
+                    raise ChatError(str(exc), hint=exc.hint, reply=self.reply) from None
+                self.reply.failures.append((model_id, str(exc)))
+                self.on_notice(f"skipping fallback {model_id!r}: {exc}")
+                continue
+            yield index, chat_model
+
+    def take(self, chunk: Any) -> str:
+        """Account for one streamed chunk; its text (may be empty)."""
+        reply = self.reply
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            reply.input_tokens = (reply.input_tokens or 0) + usage.get("input_tokens", 0)
+            reply.output_tokens = (reply.output_tokens or 0) + usage.get("output_tokens", 0)
+        text = _text_of(chunk.content)
+        if text:
+            if reply.first_token_ms is None:
+                reply.first_token_ms = _ms_since(self.started)
+            reply.parts.append(text)
+            if time.perf_counter() - self._last_flush > FLUSH_SECONDS:
+                self.on_progress(reply)
+                self._last_flush = time.perf_counter()
+        return text
+
+    def failed(self, exc: Exception, index: int) -> None:
+        """Raise ``ChatError`` unless the next candidate should be tried."""
+        reply = self.reply
+        model_id = self.candidates[index]
+        failure = classify(exc)
+        why = self.host.config.redact(failure.description)
+        if reply.parts:
+            raise ChatError(
+                f"the reply from {model_id!r} broke off: {why}",
+                hint="what arrived is kept in the history; ask again to retry",
+                reply=reply,
+                failure=failure,
+            ) from None
+        if failure.kind == "auth":
+            model = self.host.registry.get(model_id)
+            raise ChatError(
+                f"model {model_id!r} was refused: {why}",
+                hint=_key_hint(model),
+                reply=reply,
+                failure=failure,
+            ) from None
+        reply.failures.append((model_id, why))
+        if failure.fallback and index + 1 < len(self.candidates):
+            self.on_notice(
+                f"model {model_id!r} failed ({why}); trying {self.candidates[index + 1]!r}"
+            )
+            return
+        hint = None
+        if index == 0 and failure.fallback:
+            hint = f'to fall back, set chat.fallbacks = {{ "{model_id}" = ["other-id"] }}'
+        raise ChatError(
+            f"model {model_id!r} failed: {why}", hint=hint, reply=reply, failure=failure
+        ) from None
+
+    def answered(self) -> None:
+        if self.reply.failures:
+            failed = "; ".join(f"{m!r}: {why}" for m, why in self.reply.failures)
+            self.on_notice(f"answered by {self.reply.model_id!r} (failed before it: {failed})")
+
+    def exhausted(self) -> ChatError:
+        return ChatError(
+            "no model could answer: "
+            + "; ".join(f"{m!r}: {why}" for m, why in self.reply.failures),
+            reply=self.reply,
+        )
+
+    def settle(self, exc: BaseException | None) -> None:
+        """Set the reply's final status from how the stream ended."""
+        reply = self.reply
+        reply.latency_ms = _ms_since(self.started)
+        if exc is None:
+            reply.status = COMPLETE
+        elif isinstance(exc, KeyboardInterrupt):
+            reply.status, reply.error = INTERRUPTED, "interrupted by the user"
+        elif isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            reply.status, reply.error = INTERRUPTED, "the reader went away before the reply ended"
+        else:
+            reply.status, reply.error = FAILED, self.host.config.redact(str(exc))
+
+
+def stream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> Iterator[str]:
+    """The reply's text as it arrives, trying fallbacks as ``turn`` decides (blocking)."""
+    for index, chat_model in turn.models():
+        inner = chat_model.stream(messages, **kwargs)
+        try:
+            for chunk in inner:
+                text = turn.take(chunk)
+                if text:
+                    yield text
+        except Exception as exc:
+            turn.failed(exc, index)
+            continue
+        finally:
+            inner.close()  # a reader that stops early cancels the upstream request
+        turn.answered()
+        return
+    raise turn.exhausted()
+
+
+async def astream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> AsyncIterator[str]:
+    """The same as ``stream_turn``, for an event loop."""
+    for index, chat_model in turn.models():
+        inner = chat_model.astream(messages, **kwargs)
+        try:
+            async for chunk in inner:
+                text = turn.take(chunk)
+                if text:
+                    yield text
+        except Exception as exc:
+            turn.failed(exc, index)
+            continue
+        finally:
+            await inner.aclose()
+        turn.answered()
+        return
+    raise turn.exhausted()
+
+
+class Recorder:
+    """Writes one exchange to the history: the new user messages, then the reply as it goes."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        conversation_id: str | None,
+        *,
+        owner: str | None = None,
+        system: str | None = None,
+    ) -> None:
+        self.store = store
+        self.conversation_id = conversation_id
+        self.owner = owner
+        self.system = system
+
+    def start(self, model_id: str, user_texts: list[str], reply: Reply) -> None:
+        if self.store is None:
+            return
+        if self.conversation_id is None:
+            title = next((t for t in user_texts if t.strip()), "(untitled)")
+            self.conversation_id = self.store.create_conversation(
+                model_id, title, self.system, owner=self.owner
+            )
+        for text in user_texts:
+            self.store.add_message(self.conversation_id, "user", text)
+        reply.message_id = self.store.add_message(
+            self.conversation_id, "assistant", "", model_id=model_id, status=STREAMING
+        )
+
+    def progress(self, reply: Reply) -> None:
+        if self.store is not None and reply.message_id is not None:
+            self.store.update_message(reply.message_id, content=reply.text, model_id=reply.model_id)
+
+    def finish(self, reply: Reply) -> None:
+        if self.store is not None and reply.message_id is not None:
+            self.store.update_message(
+                reply.message_id,
+                content=reply.text,
+                model_id=reply.model_id,
+                status=reply.status,
+                error=reply.error,
+                latency_ms=reply.latency_ms,
+                first_token_ms=reply.first_token_ms,
+                input_tokens=reply.input_tokens,
+                output_tokens=reply.output_tokens,
+            )
+
+
 class Chat:
     """A conversation with one model at a time, optionally recorded in a ``Store``.
 
@@ -187,8 +397,6 @@ class Chat:
         self.system = system if system is not None else stored_system or self.settings["system"]
         self.last_reply: Reply | None = None
 
-    # -- what is sent ------------------------------------------------------------------------
-
     def switch_model(self, model_id: str) -> None:
         self.host.registry.get(model_id)
         self.model_id = model_id
@@ -202,76 +410,36 @@ class Chat:
     def build_messages(self, user_text: str) -> list[Any]:
         """The LangChain messages for the next turn: system, history, then the new message, each
         user message wrapped in ``prompt.prefix``/``prompt.suffix``."""
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        prefix, suffix = self.settings["prefix"], self.settings["suffix"]
-        messages: list[Any] = [SystemMessage(self.system)] if self.system else []
-        for role, content in [*self.history, ("user", user_text)]:
-            if role == "user":
-                messages.append(HumanMessage(f"{prefix}{content}{suffix}"))
-            else:
-                messages.append(AIMessage(content))
-        return messages
-
-    # -- the reply ---------------------------------------------------------------------------
-
-    def _candidates(self) -> list[str]:
-        return [self.model_id, *self.settings["fallbacks"].get(self.model_id, [])]
-
-    def _record_start(self, user_text: str) -> int | None:
-        if self.store is None:
-            return None
-        if self.conversation_id is None:
-            self.conversation_id = self.store.create_conversation(
-                self.model_id, user_text, self.system
-            )
-        self.store.add_message(self.conversation_id, "user", user_text)
-        return self.store.add_message(
-            self.conversation_id, "assistant", "", model_id=self.model_id, status=STREAMING
+        return to_langchain(
+            [*self.history, ("user", user_text)],
+            self.system,
+            self.settings["prefix"],
+            self.settings["suffix"],
         )
-
-    def _record(self, reply: Reply, final: bool) -> None:
-        if self.store is None or reply.message_id is None:
-            return
-        fields: dict[str, Any] = {"content": reply.text, "model_id": reply.model_id}
-        if final:
-            fields.update(
-                status=reply.status,
-                error=reply.error,
-                latency_ms=reply.latency_ms,
-                first_token_ms=reply.first_token_ms,
-                input_tokens=reply.input_tokens,
-                output_tokens=reply.output_tokens,
-            )
-        self.store.update_message(reply.message_id, **fields)
 
     def stream(self, user_text: str) -> Iterator[str]:
         """Yield the reply's text as it arrives; ``last_reply`` describes it afterwards.
 
         Raises ``ChatError`` when no model could answer or the reply broke off. On
-        ``KeyboardInterrupt`` (or a consumer closing the generator) the partial reply is stored
+        ``KeyboardInterrupt`` (or a reader closing the generator) the partial reply is stored
         as interrupted and the interruption goes on up.
         """
         messages = self.build_messages(user_text)
         reply = Reply(self.model_id)
         self.last_reply = reply
-        reply.message_id = self._record_start(user_text)
-        started = time.perf_counter()
+        recorder = Recorder(self.store, self.conversation_id, system=self.system)
+        recorder.start(self.model_id, [user_text], reply)
+        self.conversation_id = recorder.conversation_id
+        turn = Turn(self.host, self.model_id, reply, self.on_notice, recorder.progress)
         try:
-            yield from self._stream_with_fallbacks(messages, reply, started)
-            reply.status = COMPLETE
-        except KeyboardInterrupt:
-            reply.status, reply.error = INTERRUPTED, "interrupted by the user"
+            yield from stream_turn(turn, messages)
+        except BaseException as exc:
+            turn.settle(exc)
             raise
-        except GeneratorExit:
-            reply.status, reply.error = INTERRUPTED, "the reader stopped before the reply ended"
-            raise
-        except Exception as exc:
-            reply.status, reply.error = FAILED, self.host.config.redact(str(exc))
-            raise
+        else:
+            turn.settle(None)
         finally:
-            reply.latency_ms = _ms_since(started)
-            self._record(reply, final=True)
+            recorder.finish(reply)
             self.history.append(("user", user_text))
             if reply.text:
                 self.history.append(("assistant", reply.text))
@@ -283,85 +451,23 @@ class Chat:
         assert self.last_reply is not None
         return self.last_reply
 
-    def _stream_with_fallbacks(
-        self, messages: list[Any], reply: Reply, started: float
-    ) -> Iterator[str]:
-        candidates = self._candidates()
-        last_flush = started
-        redact = self.host.config.redact
-        for index, model_id in enumerate(candidates):
-            reply.model_id = model_id
-            model = None
-            try:
-                model = self.host.registry.get(model_id)
-                chat_model = model.get()
-            except (ModelUnavailableError, UnknownModelError) as exc:
-                if index == 0:
-                    raise ChatError(str(exc), hint=exc.hint, reply=reply) from None
-                reply.failures.append((model_id, str(exc)))
-                self.on_notice(f"skipping fallback {model_id!r}: {exc}")
-                continue
-            inner = chat_model.stream(messages)
-            try:
-                for chunk in inner:
-                    usage = getattr(chunk, "usage_metadata", None)
-                    if usage:
-                        reply.input_tokens = (reply.input_tokens or 0) + usage.get(
-                            "input_tokens", 0
-                        )
-                        reply.output_tokens = (reply.output_tokens or 0) + usage.get(
-                            "output_tokens", 0
-                        )
-                    text = _text_of(chunk.content)
-                    if not text:
-                        continue
-                    if reply.first_token_ms is None:
-                        reply.first_token_ms = _ms_since(started)
-                    reply.parts.append(text)
-                    yield text
-                    if time.perf_counter() - last_flush > FLUSH_SECONDS:
-                        self._record(reply, final=False)
-                        last_flush = time.perf_counter()
-            except Exception as exc:
-                failure = classify(exc)
-                why = redact(failure.description)
-                if reply.parts:
-                    raise ChatError(
-                        f"the reply from {model_id!r} broke off: {why}",
-                        hint="what arrived is kept in the history; ask again to retry",
-                        reply=reply,
-                    ) from None
-                if failure.kind == "auth":
-                    raise ChatError(
-                        f"model {model_id!r} was refused: {why}", hint=_key_hint(model), reply=reply
-                    ) from None
-                reply.failures.append((model_id, why))
-                if failure.fallback and index + 1 < len(candidates):
-                    self.on_notice(
-                        f"model {model_id!r} failed ({why}); trying {candidates[index + 1]!r}"
-                    )
-                    continue
-                raise ChatError(
-                    f"model {model_id!r} failed: {why}",
-                    hint=None
-                    if index
-                    else (
-                        f'to fall back, set chat.fallbacks = {{ "{model_id}" = ["other-id"] }}'
-                        if failure.fallback
-                        else None
-                    ),
-                    reply=reply,
-                ) from None
-            finally:
-                inner.close()  # a consumer that stops early cancels the upstream request
-            if reply.failures:
-                failed = "; ".join(f"{m!r}: {why}" for m, why in reply.failures)
-                self.on_notice(f"answered by {model_id!r} (failed before it: {failed})")
-            return
-        raise ChatError(
-            "no model could answer: " + "; ".join(f"{m!r}: {why}" for m, why in reply.failures),
-            reply=reply,
-        )
+
+def to_langchain(
+    turns: list[tuple[str, str]], system: str | None = None, prefix: str = "", suffix: str = ""
+) -> list[Any]:
+    """LangChain messages from (role, text) pairs: system first, each user text wrapped in
+    ``prefix``/``suffix``. Roles: system, user, assistant."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    messages: list[Any] = [SystemMessage(system)] if system else []
+    for role, content in turns:
+        if role == "user":
+            messages.append(HumanMessage(f"{prefix}{content}{suffix}"))
+        elif role == "system":
+            messages.append(SystemMessage(content))
+        else:
+            messages.append(AIMessage(content))
+    return messages
 
 
 def _key_hint(model: Any) -> str:

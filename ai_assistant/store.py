@@ -50,6 +50,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversations_by_update ON conversations (updated_at);
         """,
     ),
+    (
+        2,
+        """
+        -- who a conversation belongs to: the gateway's API key name (NULL from the CLI)
+        ALTER TABLE conversations ADD COLUMN owner TEXT;
+        CREATE INDEX conversations_by_owner ON conversations (owner, updated_at);
+        """,
+    ),
 ]
 
 COMPLETE = "complete"
@@ -147,22 +155,31 @@ class Store:
 
     # -- conversations -----------------------------------------------------------------------
 
-    def create_conversation(self, model: str, title: str, system: str | None = None) -> str:
+    def create_conversation(
+        self, model: str, title: str, system: str | None = None, owner: str | None = None
+    ) -> str:
         conversation_id = uuid.uuid4().hex
         stamp = now()
         title = " ".join(title.split())[:80] or "(untitled)"
         self._write(
-            "INSERT INTO conversations (id, title, model, system, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (conversation_id, title, model, system, stamp, stamp),
+            "INSERT INTO conversations (id, title, model, system, created_at, updated_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, title, model, system, stamp, stamp, owner),
         )
         return conversation_id
 
-    def resolve(self, id_or_prefix: str) -> str:
+    @staticmethod
+    def _owned(owner: str | None) -> tuple[str, tuple[Any, ...]]:
+        # owner None means "any" (the local CLI); a gateway user sees only their own
+        return ("", ()) if owner is None else (" AND owner = ?", (owner,))
+
+    def resolve(self, id_or_prefix: str, owner: str | None = None) -> str:
         """The full id of the conversation whose id is or starts with ``id_or_prefix``."""
+        where, extra = self._owned(owner)
         rows = self._read(
-            "SELECT id FROM conversations WHERE id = ? OR id LIKE ? ORDER BY updated_at DESC",
-            (id_or_prefix, id_or_prefix.replace("%", "").replace("_", "") + "%"),
+            f"SELECT id FROM conversations WHERE (id = ? OR id LIKE ?){where} "
+            "ORDER BY updated_at DESC",
+            (id_or_prefix, id_or_prefix.replace("%", "").replace("_", "") + "%", *extra),
         )
         exact = [r["id"] for r in rows if r["id"] == id_or_prefix]
         if exact:
@@ -184,27 +201,31 @@ class Store:
         )
         return rows[0]["id"] if rows else None
 
-    def conversation(self, id_or_prefix: str) -> dict[str, Any]:
+    def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
         """The conversation with its messages, oldest first."""
-        conversation_id = self.resolve(id_or_prefix)
+        conversation_id = self.resolve(id_or_prefix, owner)
         conv = self._read("SELECT * FROM conversations WHERE id = ?", (conversation_id,))[0]
         conv["messages"] = self._read(
             "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
         )
         return conv
 
-    def conversations(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def conversations(
+        self, limit: int | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
         """Newest first, with a message count."""
+        where, extra = self._owned(owner)
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
-            "AS message_count FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC"
+            f"AS message_count FROM conversations c WHERE 1=1{where} "
+            "ORDER BY c.updated_at DESC, c.rowid DESC"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self._read(sql)
+        return self._read(sql, extra)
 
-    def delete_conversation(self, id_or_prefix: str) -> str:
-        conversation_id = self.resolve(id_or_prefix)
+    def delete_conversation(self, id_or_prefix: str, owner: str | None = None) -> str:
+        conversation_id = self.resolve(id_or_prefix, owner)
         self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         return conversation_id
 
