@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -70,6 +71,28 @@ class EchoChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._generate(messages, stop)
+
+    def _chunks(self, messages: list[BaseMessage], stop: list[str] | None) -> list[Any]:
+        answer = self._answer(messages, stop)
+        chunks = [
+            ChatGenerationChunk(message=AIMessageChunk(content=token))
+            for token in _TOKEN.findall(answer)
+        ]
+        last = AIMessageChunk(
+            content="",
+            usage_metadata=self._usage(messages, answer),
+            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+        )
+        return [*chunks, ChatGenerationChunk(message=last)]
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -77,18 +100,26 @@ class EchoChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        answer = self._answer(messages, stop)
-        for token in _TOKEN.findall(answer):
-            if self.delay:
-                time.sleep(self.delay)
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(token, chunk=chunk)
+        for chunk in self._chunks(messages, stop):
+            if chunk.text:
+                if self.delay:
+                    time.sleep(self.delay)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                usage_metadata=self._usage(messages, answer),
-                response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
-            )
-        )
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        # natively async: LangChain's default would run _stream in a thread for every call
+        for chunk in self._chunks(messages, stop):
+            if chunk.text:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
