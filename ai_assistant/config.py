@@ -246,6 +246,18 @@ _HOST_KEYS: list[tuple[str, tuple[type, ...], str]] = [
     ("prompt.suffix", (str,), "a string"),
     ("storage", (Mapping,), "a table [default.storage]"),
     ("storage.path", (str,), 'a file path, like "history.db"'),
+    ("server", (Mapping,), "a table [default.server]"),
+    ("server.host", (str,), 'an address, like "127.0.0.1"'),
+    ("server.port", (int,), "a port number, like 8080"),
+    ("server.workers", (int,), "a number of worker processes, like 2"),
+    ("server.access_log", (bool,), "true or false"),
+    ("server.store_completions", (bool,), "true or false"),
+    ("server.api_keys", (Mapping,), 'a table of name = "key", in .secrets.toml'),
+    ("server.limits", (Mapping,), "a table [default.server.limits]"),
+    ("server.limits.max_body_bytes", (int,), "a number of bytes"),
+    ("server.limits.max_messages", (int,), "a number of messages"),
+    ("server.limits.max_prompt_chars", (int,), "a number of characters"),
+    ("server.limits.request_timeout", (int, float), "a number of seconds"),
 ]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import did_you_mean
+from .net import is_loopback_url  # noqa: F401 - re-exported for provider plugins
 
 _TYPE_NAMES = {
     str: "a string",
@@ -219,17 +220,6 @@ _PASS_THROUGH = (
     "max_tokens",
     "stream_usage",
 )
-
-
-def is_loopback_url(url: Any) -> bool:
-    """True for http://localhost..., http://127.x..., http://[::1]...: servers that need no key."""
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(str(url)).hostname or ""
-    except ValueError:
-        return False
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def chat_openai(

@@ -140,6 +140,12 @@ class Store:
                     self._db.execute("ROLLBACK")
                     raise
 
+    def check_writable(self) -> None:
+        """Raise if a write could not start now (read-only file, locked database)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+
     def schema_version(self) -> int:
         row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return row[0] or 0

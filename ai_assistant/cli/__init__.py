@@ -17,6 +17,7 @@ BUILTIN_COMMANDS = {
     "config": "ai_assistant.cli.config:config",
     "chat": "ai_assistant.cli.chat:chat",
     "conversations": "ai_assistant.cli.conversations:conversations",
+    "serve": "ai_assistant.cli.serve:serve",
 }
 
 

@@ -1,0 +1,56 @@
+"""`ai-assistant serve`: the HTTP gateway to every registered model."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .context import get_host, global_options, options
+
+
+@click.command()
+@click.option(
+    "--host", "bind_host", metavar="ADDR", help="Address to bind (server.host; default 127.0.0.1)."
+)
+@click.option("--port", type=int, help="Port (server.port; default 8080).")
+@click.option("--workers", type=int, help="Worker processes (server.workers; default 1).")
+@click.option(
+    "--insecure", is_flag=True, help="Allow a non-loopback --host with no API keys configured."
+)
+@global_options
+def serve(bind_host: str | None, port: int | None, workers: int | None, insecure: bool) -> None:
+    """Serve every registered model over OpenAI's chat-completions API (/v1) and a conversation
+    API (/api), with /healthz and /readyz."""
+    from ..server.run import ServeOptions, check_exposure, run
+
+    host = get_host()
+    serve_options = ServeOptions(host.config, bind_host, port, workers)
+    check_exposure(serve_options, insecure)
+    opts = options()
+    logging.basicConfig(
+        level=logging.DEBUG if opts.verbose else logging.INFO,
+        format="%(levelname)s:     %(message)s",
+    )
+    auth = (
+        f"{len(host.config.get('server.api_keys'))} API key(s)"
+        if serve_options.has_keys
+        else "no API keys (loopback only)"
+    )
+    click.echo(
+        f"ai-assistant gateway: {len(host.registry)} models, {auth}, "
+        f"{serve_options.workers} worker(s) on "
+        f"http://{serve_options.host}:{serve_options.port}",
+        err=True,
+    )
+    run(
+        host,
+        serve_options,
+        {
+            "settings": opts.settings,
+            "env": opts.env,
+            "plugins_dirs": opts.plugins_dir,
+            "strict": opts.strict or None,
+        },
+        log_level="debug" if opts.verbose else "info",
+    )

@@ -1,0 +1,163 @@
+"""The conversation API for assistant UIs (the shape of the Backstage backend's routes):
+models, messages that are stored in a conversation, and each caller's own conversations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import StreamingResponse
+
+from ..chat import Recorder, chat_settings, to_langchain
+from ..errors import did_you_mean
+from ..store import UnknownConversationError
+from .app import Gateway, json_response
+from .errors import ApiError
+from .replies import ReplyStream
+from .requests import model_options, read_json, read_messages
+
+
+def _conversation(row: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "id": row["id"],
+        "title": row["title"],
+        "model": row["model"],
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+    }
+    if "message_count" in row:
+        out["messageCount"] = row["message_count"]
+    return out
+
+
+def _message(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "role": row["role"],
+        "content": row["content"],
+        "modelId": row["model_id"],
+        "status": row["status"],
+        "error": row["error"],
+        "createdAt": row["created_at"],
+        "latencyMs": row["latency_ms"],
+        "usage": {"inputTokens": row["input_tokens"], "outputTokens": row["output_tokens"]},
+    }
+
+
+def register(app: Any, gateway: Gateway) -> None:
+    store = gateway.store
+
+    def find(conversation_id: str, owner: str | None) -> dict[str, Any]:
+        try:
+            return store.conversation(conversation_id, owner)
+        except UnknownConversationError:
+            raise ApiError(
+                404,
+                f"no conversation '{conversation_id}'",
+                "not_found_error",
+                "conversation_not_found",
+            ) from None
+
+    @app.get("/api/models")
+    async def models(request: Request) -> Any:
+        gateway.identity(request)
+        return json_response({"models": [m.describe() for m in gateway.host.registry]})
+
+    @app.post("/api/chat/message")
+    async def message(request: Request) -> Any:
+        owner = gateway.identity(request)
+        data = await read_json(request, gateway.limits)
+        settings = chat_settings(gateway.host)
+        model_id = data.get("modelId") or settings["default_model"]
+        registry = gateway.host.registry
+        if not isinstance(model_id, str) or model_id not in registry:
+            raise ApiError(
+                404 if model_id else 400,
+                f"model '{model_id}' does not exist{did_you_mean(str(model_id), registry.ids())}"
+                if model_id
+                else "'modelId' is required",
+                code="model_not_found",
+                param="modelId",
+            )
+        turns = read_messages(data, gateway.limits)
+        history: list[tuple[str, str]] = []
+        system = settings["system"]
+        conversation_id = data.get("conversationId")
+        if conversation_id is not None:
+            if not isinstance(conversation_id, str):
+                raise ApiError(400, "'conversationId' must be a string", param="conversationId")
+            conv = find(conversation_id, owner)
+            conversation_id = conv["id"]
+            system = conv["system"] or system
+            history = [(m["role"], m["content"]) for m in conv["messages"] if m["content"]]
+        messages = to_langchain([*history, *turns], system, settings["prefix"], settings["suffix"])
+        recorder = Recorder(store, conversation_id, owner=owner, system=system)
+        user_texts = [text for role, text in turns if role == "user"]
+        reply = ReplyStream(gateway, model_id, messages, recorder, user_texts, model_options(data))
+        await reply.start()
+        if data.get("stream") is not True:
+            text = await reply.collect()
+            return json_response(
+                {
+                    "conversationId": recorder.conversation_id,
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        "modelId": reply.reply.model_id,
+                    },
+                    "usage": reply.usage(),
+                }
+            )
+
+        async def events() -> AsyncIterator[str]:
+            yield (
+                "data: "
+                + json.dumps({"type": "start", "conversationId": recorder.conversation_id})
+                + "\n\n"
+            )
+            try:
+                async for text in reply.tokens():
+                    yield "data: " + json.dumps({"type": "token", "content": text}) + "\n\n"
+            except ApiError as err:
+                yield "data: " + json.dumps({"type": "error", **err.body()}) + "\n\n"
+                return
+            yield (
+                "data: "
+                + json.dumps(
+                    {
+                        "type": "done",
+                        "conversationId": recorder.conversation_id,
+                        "modelId": reply.reply.model_id,
+                        "usage": reply.usage(),
+                    }
+                )
+                + "\n\n"
+            )
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+
+    @app.get("/api/chat/conversations")
+    async def conversations(request: Request) -> Any:
+        owner = gateway.identity(request)
+        return json_response(
+            {"conversations": [_conversation(row) for row in store.conversations(owner=owner)]}
+        )
+
+    @app.get("/api/chat/{conversation_id}")
+    async def conversation(conversation_id: str, request: Request) -> Any:
+        owner = gateway.identity(request)
+        conv = find(conversation_id, owner)
+        return json_response(
+            {**_conversation(conv), "messages": [_message(m) for m in conv["messages"]]}
+        )
+
+    @app.delete("/api/chat/{conversation_id}")
+    async def delete(conversation_id: str, request: Request) -> Any:
+        owner = gateway.identity(request)
+        full_id = find(conversation_id, owner)["id"]
+        store.delete_conversation(full_id, owner)
+        return json_response({"deleted": full_id})

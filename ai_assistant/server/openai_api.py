@@ -1,0 +1,133 @@
+"""OpenAI's protocol: ``GET /v1/models`` and ``POST /v1/chat/completions`` (JSON or SSE)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import StreamingResponse
+
+from ..chat import Recorder, to_langchain
+from ..errors import did_you_mean
+from .app import Gateway, json_response
+from .errors import ApiError
+from .replies import ReplyStream
+from .requests import model_options, read_json, read_messages
+
+
+def _chunk(
+    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
+) -> str:
+    return (
+        "data: "
+        + json.dumps(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+        + "\n\n"
+    )
+
+
+def register(app: Any, gateway: Gateway) -> None:
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Any:
+        gateway.identity(request)
+        return json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m.id, "object": "model", "created": 0, "owned_by": m.plugin}
+                    for m in gateway.host.registry
+                ],
+            }
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        owner = gateway.identity(request)
+        data = await read_json(request, gateway.limits)
+        model_id = data.get("model")
+        if not isinstance(model_id, str) or not model_id:
+            raise ApiError(400, "'model' is required", param="model")
+        registry = gateway.host.registry
+        if model_id not in registry:
+            raise ApiError(
+                404,
+                f"model '{model_id}' does not exist{did_you_mean(model_id, registry.ids())}",
+                code="model_not_found",
+                param="model",
+            )
+        turns = read_messages(data, gateway.limits)
+        options = model_options(data)
+        stream = data.get("stream") is True
+        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+        store = gateway.store if gateway.store_completions else None
+        recorder = Recorder(store, None, owner=owner)
+        last_user = [text for role, text in turns if role == "user"][-1:]
+        reply = ReplyStream(gateway, model_id, to_langchain(turns), recorder, last_user, options)
+        await reply.start()
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if not stream:
+            text = await reply.collect()
+            body = {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": reply.reply.model_id,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+            }
+            usage = reply.usage()
+            if usage:
+                body["usage"] = usage
+            return json_response(body)
+
+        async def events() -> AsyncIterator[str]:
+            model = reply.reply.model_id
+            yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
+            try:
+                async for text in reply.tokens():
+                    yield _chunk(cid, created, model, {"content": text})
+            except ApiError as err:
+                yield "data: " + json.dumps(err.body()) + "\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            yield _chunk(cid, created, model, {}, "stop")
+            usage = reply.usage()
+            if include_usage and usage:
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + "\n\n"
+                )
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
