@@ -146,7 +146,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if model == "gated" and i == 1:
                 self.server.gate.wait(timeout=30)
-            self._event(model, {"content": token})
+            try:
+                self._event(model, {"content": token})
+            except OSError:  # the client hung up: count it, so tests can see the cancel
+                self.server.aborted += 1
+                self.close_connection = True
+                return
         self._event(model, {}, finish="stop")
         if include_usage:
             self._event(model, {}, usage=usage)
@@ -164,6 +169,7 @@ class _Server(ThreadingHTTPServer):
     requests: list[dict[str, Any]]
     gate: threading.Event
     finished_at: float | None
+    aborted: int
 
 
 class FakeOpenAI:
@@ -174,6 +180,7 @@ class FakeOpenAI:
         self._server.requests = []
         self._server.gate = threading.Event()
         self._server.finished_at = None
+        self._server.aborted = 0
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -192,6 +199,11 @@ class FakeOpenAI:
     def finished_at(self) -> float | None:
         """When the last streamed reply was fully sent (perf_counter), since ``reset``."""
         return self._server.finished_at
+
+    @property
+    def aborted(self) -> int:
+        """How many streamed replies the client hung up on."""
+        return self._server.aborted
 
     def reset(self) -> None:
         self._server.gate.clear()

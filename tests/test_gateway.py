@@ -1,0 +1,545 @@
+"""`ai-assistant serve` as a real process on a loopback port, driven with the official openai
+client (sync and async), LangChain's ChatOpenAI, and raw HTTP. Requests to `good` and friends
+cross two real HTTP hops: client -> gateway -> openai_compatible -> fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import SECRET_KEY
+
+EXE = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
+ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
+
+SETTINGS = """
+[default.plugins]
+dirs = []
+
+[default.storage]
+path = "history.db"
+
+[default.models.echo]
+models = [{{ id = "echo" }}, {{ id = "echo-slow", delay = 0.01 }}]
+
+[default.models.openai_compatible]
+endpoint = "{url}"
+max_retries = 0
+timeout = 10
+models = [
+  {{ model_name = "ok", id = "good" }},
+  {{ model_name = "e429", id = "limited" }},
+  {{ model_name = "e429", id = "throttled" }},
+  {{ model_name = "e503", id = "unavailable" }},
+  {{ model_name = "e401", id = "locked" }},
+  {{ model_name = "slow-3", id = "stalled", timeout = 0.5 }},
+  {{ model_name = "slow-4", id = "sluggish" }},
+  {{ model_name = "drop", id = "flaky" }},
+  {{ model_name = "gated", id = "gated" }},
+]
+
+[default.chat.fallbacks]
+limited = ["good"]
+
+[default.server.limits]
+max_body_bytes = 20000
+max_messages = 5
+max_prompt_chars = 2000
+request_timeout = 2
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(root: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+    port = _free_port()
+    log = root / f"serve-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+    proc = subprocess.Popen(
+        [EXE, "serve", "--port", str(port), *args],
+        cwd=root,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base, log
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, upstream):
+    root = tmp_path_factory.mktemp("gateway")
+    (root / "settings.toml").write_text(SETTINGS.format(url=upstream.url))
+    (root / ".secrets.toml").write_text(
+        textwrap.dedent(f"""\
+        [default.models.openai_compatible]
+        api_key = "{SECRET_KEY}"
+        [default.server.api_keys]
+        alice = "{ALICE}"
+        bob = "{BOB}"
+    """)
+    )
+    proc, base, log = _start(root)
+    yield {"url": base, "root": root, "log": log}
+    _stop(proc)
+    text = log.read_text()
+    # nothing secret and no traceback ever reached the log
+    for secret in (SECRET_KEY, ALICE, BOB):
+        assert secret not in text
+    assert "Traceback" not in text
+
+
+def _client(gateway, key: str = ALICE, **kwargs) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway['url']}/v1", api_key=key, max_retries=0, **kwargs)
+
+
+def _post(gateway, path: str, body, key: str | None = ALICE, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return httpx.post(gateway["url"] + path, content=content, headers=headers, timeout=30, **kwargs)
+
+
+def _db(gateway) -> sqlite3.Connection:
+    db = sqlite3.connect(gateway["root"] / "history.db")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _assistant_replies(gateway, prompt: str) -> list[sqlite3.Row]:
+    return (
+        _db(gateway)
+        .execute(
+            "SELECT a.* FROM messages u JOIN messages a ON a.conversation_id = u.conversation_id "
+            "AND a.role = 'assistant' WHERE u.role = 'user' AND u.content = ?",
+            (prompt,),
+        )
+        .fetchall()
+    )
+
+
+# -- the OpenAI protocol ---------------------------------------------------------------------
+
+
+def test_models_are_listed_in_openai_shape(gateway):
+    models = {m.id: m.owned_by for m in _client(gateway).models.list()}
+    assert models["echo"] == "echo" and models["good"] == "openai_compatible"
+
+
+def test_sync_client_non_streaming_and_streaming(gateway):
+    client = _client(gateway)
+    done = client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hi gateway"}]
+    )
+    assert done.choices[0].message.content == "echo: hi gateway"
+    assert done.choices[0].finish_reason == "stop"
+    assert done.usage.completion_tokens == 3
+    chunks = list(
+        client.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": "stream me"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: stream me"
+    assert chunks[-1].usage.total_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_async_client_streaming_and_not(gateway):
+    async def main():
+        client = openai.AsyncOpenAI(base_url=f"{gateway['url']}/v1", api_key=BOB, max_retries=0)
+        done = await client.chat.completions.create(
+            model="good", messages=[{"role": "user", "content": "async hop"}]
+        )
+        stream = await client.chat.completions.create(
+            model="good", messages=[{"role": "user", "content": "async stream"}], stream=True
+        )
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        await client.close()
+        return done.choices[0].message.content, "".join(parts)
+
+    assert asyncio.run(main()) == ("upstream: async hop", "upstream: async stream")
+
+
+def test_langchain_chat_openai_through_two_hops(gateway, upstream):
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="good", base_url=f"{gateway['url']}/v1", api_key=ALICE, max_retries=0)
+    assert model.invoke("two hops").content == "upstream: two hops"
+    assert "".join(c.content for c in model.stream("streamed hops")) == "upstream: streamed hops"
+    # the gateway called the upstream with its own key, never the client's
+    assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {SECRET_KEY}"
+
+
+def test_temperature_max_tokens_and_stop_are_passed_through(gateway, upstream):
+    _client(gateway).chat.completions.create(
+        model="good",
+        messages=[{"role": "user", "content": "params"}],
+        temperature=0.3,
+        max_tokens=5,
+        stop=["zz"],
+    )
+    sent = upstream.requests[-1]["body"]
+    assert sent["temperature"] == 0.3 and sent["stop"] == ["zz"]
+    assert 5 in (sent.get("max_tokens"), sent.get("max_completion_tokens"))
+    echoed = _client(gateway).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hello world"}], stop=["world"]
+    )
+    assert echoed.choices[0].message.content == "echo: hello"
+
+
+def test_replies_are_stored_per_caller(gateway):
+    _client(gateway).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "store this one"}]
+    )
+    (reply,) = _assistant_replies(gateway, "store this one")
+    assert reply["status"] == "complete" and reply["content"] == "echo: store this one"
+    owner = (
+        _db(gateway)
+        .execute("SELECT owner FROM conversations WHERE id = ?", (reply["conversation_id"],))
+        .fetchone()
+    )
+    assert owner[0] == "alice"
+
+
+# -- authentication, bad input, limits -------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, code", [(None, "missing_api_key"), ("wrong-key", "invalid_api_key")])
+def test_requests_without_a_valid_key_are_refused(gateway, key, code):
+    response = _post(
+        gateway,
+        "/v1/chat/completions",
+        {"model": "echo", "messages": [{"role": "user", "content": "x"}]},
+        key=key,
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert response.json()["error"]["code"] == code
+    assert _post(gateway, "/api/chat/conversations", {}, key=key).status_code in (401, 405)
+    with pytest.raises(openai.AuthenticationError):
+        _client(gateway, key=key or "none").models.list()
+
+
+def test_health_and_readiness_need_no_key(gateway):
+    assert httpx.get(gateway["url"] + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway["url"] + "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready" and ready.json()["models"] == 11
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ("{not json", 400, "request body is not valid JSON"),
+        ("[1, 2]", 400, "request body must be a JSON object"),
+        ({"messages": [{"role": "user", "content": "x"}]}, 400, "'model' is required"),
+        ({"model": "echo", "messages": "hi"}, 400, "'messages' must be a non-empty array"),
+        (
+            {"model": "echo", "messages": [{"role": "robot", "content": "x"}]},
+            400,
+            "messages[0].role must be one of system, user, assistant",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": 5}]},
+            400,
+            "messages[0].content must be a string or a list of text parts",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+            400,
+            "temperature must be a number from 0 to 2",
+        ),
+        (
+            {"model": "ecoh", "messages": [{"role": "user", "content": "x"}]},
+            404,
+            "model 'ecoh' does not exist (did you mean 'echo'?)",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": "x"}] * 6},
+            400,
+            "too many messages: 6 (server.limits.max_messages is 5)",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": "x" * 2001}]},
+            400,
+            "prompt too long: 2001 characters (server.limits.max_prompt_chars is 2000)",
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": "x" * 30000}]},
+            413,
+            "request body is larger than server.limits.max_body_bytes (20000 bytes)",
+        ),
+    ],
+)
+def test_bad_requests_get_a_4xx_in_openai_shape(gateway, body, status, fragment):
+    response = _post(gateway, "/v1/chat/completions", body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert set(error) == {"message", "type", "code", "param"}
+
+
+@pytest.mark.parametrize(
+    "model, status, kind",
+    [
+        ("throttled", 429, "rate_limit_error"),
+        ("unavailable", 502, "upstream_error"),
+        ("locked", 502, "upstream_error"),
+        ("stalled", 504, "timeout_error"),
+        ("sluggish", 504, "timeout_error"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_failures_map_to_status_codes(gateway, model, status, kind, stream):
+    response = _post(
+        gateway,
+        "/v1/chat/completions",
+        {"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert SECRET_KEY not in response.text
+    if model == "sluggish":
+        assert "server.limits.request_timeout (2 s)" in error["message"]
+
+
+def test_fallback_answers_and_says_which_model(gateway):
+    done = _client(gateway).chat.completions.create(
+        model="limited", messages=[{"role": "user", "content": "fall back please"}]
+    )
+    assert done.model == "good"
+    assert done.choices[0].message.content == "upstream: fall back please"
+    assert "model 'limited' failed (HTTP 429 rate limited" in gateway["log"].read_text()
+
+
+def test_reply_broken_mid_stream_ends_with_an_error_event(gateway):
+    with httpx.stream(
+        "POST",
+        gateway["url"] + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {ALICE}"},
+        json={
+            "model": "flaky",
+            "stream": True,
+            "messages": [{"role": "user", "content": "one two three"}],
+        },
+    ) as r:
+        assert r.status_code == 200
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["type"] == "upstream_error"
+    (reply,) = _assistant_replies(gateway, "one two three")
+    assert reply["status"] == "failed" and reply["content"] == "upstream: one"
+
+
+def test_client_disconnect_cancels_upstream_and_stores_interrupted(gateway, upstream):
+    upstream.reset()
+    with httpx.stream(
+        "POST",
+        gateway["url"] + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {ALICE}"},
+        json={
+            "model": "gated",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hang up on me"}],
+        },
+    ) as r:
+        for line in r.iter_lines():
+            if '"content": "upstream:"' in line:
+                break  # got the first token: hang up
+    deadline = time.monotonic() + 20
+    while True:
+        replies = _assistant_replies(gateway, "hang up on me")
+        if replies and replies[0]["status"] != "streaming":
+            break
+        assert time.monotonic() < deadline, "the reply was never settled"
+        time.sleep(0.05)
+    assert replies[0]["status"] == "interrupted"
+    assert replies[0]["content"] == "upstream:"
+    upstream.gate.set()  # the upstream tries to send the rest: its client is gone
+    deadline = time.monotonic() + 20
+    while upstream.aborted < 1:
+        assert time.monotonic() < deadline, "the upstream request was not cancelled"
+        time.sleep(0.05)
+
+
+def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(gateway):
+    async def one(client, i):
+        stream = await client.chat.completions.create(
+            model="echo-slow",
+            stream=True,
+            messages=[{"role": "user", "content": f"client {i} says a b c d e"}],
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    async def main():
+        client = openai.AsyncOpenAI(
+            base_url=f"{gateway['url']}/v1",
+            api_key=ALICE,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=60)),
+        )
+        results = await asyncio.gather(*(one(client, i) for i in range(50)))
+        await client.close()
+        return results
+
+    results = asyncio.run(main())
+    assert results == [f"echo: client {i} says a b c d e" for i in range(50)]
+    for i in range(50):
+        (reply,) = _assistant_replies(gateway, f"client {i} says a b c d e")
+        assert reply["status"] == "complete" and reply["content"] == results[i]
+
+
+# -- the conversation API --------------------------------------------------------------------
+
+
+def test_conversation_api_stores_continues_and_isolates_callers(gateway, upstream):
+    first = _post(
+        gateway,
+        "/api/chat/message",
+        {"modelId": "good", "messages": [{"role": "user", "content": "remember me"}]},
+    )
+    assert first.status_code == 200, first.text
+    conversation_id = first.json()["conversationId"]
+    assert first.json()["message"]["content"] == "upstream: remember me"
+    second = _post(
+        gateway,
+        "/api/chat/message",
+        {
+            "modelId": "good",
+            "conversationId": conversation_id,
+            "messages": [{"role": "user", "content": "and now?"}],
+        },
+    )
+    assert second.json()["conversationId"] == conversation_id
+    sent = [m["content"] for m in upstream.requests[-1]["body"]["messages"]]
+    assert sent[-3:] == ["remember me", "upstream: remember me", "and now?"]
+
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    mine = httpx.get(gateway["url"] + "/api/chat/conversations", headers=auth).json()
+    assert conversation_id in [c["id"] for c in mine["conversations"]]
+    detail = httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth).json()
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant"] * 2
+    assert detail["messages"][1]["status"] == "complete"
+
+    bob = {"Authorization": f"Bearer {BOB}"}
+    theirs = httpx.get(gateway["url"] + "/api/chat/conversations", headers=bob).json()
+    assert conversation_id not in [c["id"] for c in theirs["conversations"]]
+    assert httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=bob).status_code == 404
+    assert (
+        httpx.delete(f"{gateway['url']}/api/chat/{conversation_id}", headers=bob).status_code == 404
+    )
+    hijack = _post(
+        gateway,
+        "/api/chat/message",
+        {
+            "modelId": "good",
+            "conversationId": conversation_id,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        key=BOB,
+    )
+    assert hijack.status_code == 404
+    deleted = httpx.delete(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth)
+    assert deleted.json() == {"deleted": conversation_id}
+    assert (
+        httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth).status_code == 404
+    )
+
+
+def test_conversation_api_streams_events(gateway):
+    with httpx.stream(
+        "POST",
+        gateway["url"] + "/api/chat/message",
+        timeout=30,
+        headers={"Authorization": f"Bearer {BOB}"},
+        json={
+            "modelId": "echo",
+            "stream": True,
+            "messages": [{"role": "user", "content": "stream the api"}],
+        },
+    ) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[0]["type"] == "start"
+    assert "".join(e["content"] for e in events if e["type"] == "token") == "echo: stream the api"
+    assert events[-1]["type"] == "done" and events[-1]["modelId"] == "echo"
+    assert events[-1]["conversationId"] == events[0]["conversationId"]
+    models = httpx.get(
+        gateway["url"] + "/api/models", headers={"Authorization": f"Bearer {BOB}"}
+    ).json()["models"]
+    assert {"id": "echo", "plugin": "echo", "status": "ready"}.items() <= models[0].items()
+
+
+# -- starting it -----------------------------------------------------------------------------
+
+
+def test_a_keyless_gateway_is_refused_beyond_loopback(project):
+    refused = project.run("serve", "--host", "0.0.0.0")
+    assert refused.exit_code == 1
+    assert "refusing to listen on 0.0.0.0 with no API keys" in refused.stderr
+    assert "--insecure" in refused.stderr
+
+
+def test_several_workers_serve_the_same_store(project):
+    project.settings('[default.storage]\npath = "history.db"\n')
+    proc, base, log = _start(project.root, "--workers", "2")
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        replies = {
+            client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": f"worker {i}"}]
+            )
+            .choices[0]
+            .message.content
+            for i in range(6)
+        }
+        assert replies == {f"echo: worker {i}" for i in range(6)}
+    finally:
+        _stop(proc)
+    db = sqlite3.connect(project.root / "history.db")
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM messages WHERE status = 'complete' AND role = 'assistant'"
+        ).fetchone()[0]
+        == 6
+    )
+    assert "2 worker(s)" in log.read_text()
