@@ -311,6 +311,23 @@ async def astream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> AsyncI
     raise turn.exhausted()
 
 
+async def ainvoke_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> AsyncIterator[str]:
+    """The whole reply in one piece, from one non-streaming call per model tried: cheaper than
+    a stream when nobody reads the tokens as they come."""
+    for index, chat_model in turn.models():
+        try:
+            message = await chat_model.ainvoke(messages, **kwargs)
+        except Exception as exc:
+            turn.failed(exc, index)
+            continue
+        text = turn.take(message)
+        turn.answered()
+        if text:
+            yield text
+        return
+    raise turn.exhausted()
+
+
 class Recorder:
     """Writes one exchange to the history: the new user messages, then the reply as it goes."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
     server: _Server
 
     def log_message(self, *args: Any) -> None:  # keep test output clean

@@ -221,7 +221,7 @@ def test_temperature_max_tokens_and_stop_are_passed_through(gateway, upstream):
     echoed = _client(gateway).chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "hello world"}], stop=["world"]
     )
-    assert echoed.choices[0].message.content == "echo: hello"
+    assert echoed.choices[0].message.content == "echo: hello "
 
 
 def test_replies_are_stored_per_caller(gateway):

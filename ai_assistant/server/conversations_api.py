@@ -95,9 +95,12 @@ def register(app: Any, gateway: Gateway) -> None:
         messages = to_langchain([*history, *turns], system, settings["prefix"], settings["suffix"])
         recorder = Recorder(store, conversation_id, owner=owner, system=system)
         user_texts = [text for role, text in turns if role == "user"]
-        reply = ReplyStream(gateway, model_id, messages, recorder, user_texts, model_options(data))
+        stream = data.get("stream") is True
+        reply = ReplyStream(
+            gateway, model_id, messages, recorder, user_texts, model_options(data), stream=stream
+        )
         await reply.start()
-        if data.get("stream") is not True:
+        if not stream:
             text = await reply.collect()
             return json_response(
                 {

@@ -73,7 +73,9 @@ def register(app: Any, gateway: Gateway) -> None:
         store = gateway.store if gateway.store_completions else None
         recorder = Recorder(store, None, owner=owner)
         last_user = [text for role, text in turns if role == "user"][-1:]
-        reply = ReplyStream(gateway, model_id, to_langchain(turns), recorder, last_user, options)
+        reply = ReplyStream(
+            gateway, model_id, to_langchain(turns), recorder, last_user, options, stream=stream
+        )
         await reply.start()
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())

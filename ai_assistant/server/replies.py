@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..chat import ChatError, Recorder, Reply, Turn, astream_turn
+from ..chat import ChatError, Recorder, Reply, Turn, ainvoke_turn, astream_turn
 from .errors import ApiError, from_chat_error
 
 log = logging.getLogger("ai_assistant.server")
@@ -29,6 +29,7 @@ class ReplyStream:
         recorder: Recorder,
         user_texts: list[str],
         options: dict[str, Any],
+        stream: bool = True,
     ) -> None:
         self.reply = Reply(model_id)
         self.recorder = recorder
@@ -42,7 +43,8 @@ class ReplyStream:
         self.timeout = gateway.limits.request_timeout
         self._redact = gateway.host.config.redact
         recorder.start(model_id, user_texts, self.reply)
-        self._tokens = astream_turn(self.turn, messages, **options)
+        call = astream_turn if stream else ainvoke_turn  # no upstream stream if none is read
+        self._tokens = call(self.turn, messages, **options)
         self._deadline = asyncio.get_running_loop().time() + self.timeout
         self._first: str | None = None
         self._ended = False
