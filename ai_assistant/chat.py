@@ -345,18 +345,10 @@ class Recorder:
         self.system = system
 
     def start(self, model_id: str, user_texts: list[str], reply: Reply) -> None:
-        if self.store is None:
-            return
-        if self.conversation_id is None:
-            title = next((t for t in user_texts if t.strip()), "(untitled)")
-            self.conversation_id = self.store.create_conversation(
-                model_id, title, self.system, owner=self.owner
+        if self.store is not None:
+            self.conversation_id, reply.message_id = self.store.start_exchange(
+                self.conversation_id, model_id, user_texts, system=self.system, owner=self.owner
             )
-        for text in user_texts:
-            self.store.add_message(self.conversation_id, "user", text)
-        reply.message_id = self.store.add_message(
-            self.conversation_id, "assistant", "", model_id=model_id, status=STREAMING
-        )
 
     def progress(self, reply: Reply) -> None:
         if self.store is not None and reply.message_id is not None:

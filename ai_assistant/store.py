@@ -6,10 +6,12 @@ database (with the reply's text up to its last flush) and readers never wait on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,18 @@ class Store:
         row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return row[0] or 0
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Several statements, one short write transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         """One statement, one short transaction (autocommit)."""
         with self._lock:
@@ -160,19 +174,6 @@ class Store:
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
 
     # -- conversations -----------------------------------------------------------------------
-
-    def create_conversation(
-        self, model: str, title: str, system: str | None = None, owner: str | None = None
-    ) -> str:
-        conversation_id = uuid.uuid4().hex
-        stamp = now()
-        title = " ".join(title.split())[:80] or "(untitled)"
-        self._write(
-            "INSERT INTO conversations (id, title, model, system, created_at, updated_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conversation_id, title, model, system, stamp, stamp, owner),
-        )
-        return conversation_id
 
     @staticmethod
     def _owned(owner: str | None) -> tuple[str, tuple[Any, ...]]:
@@ -243,41 +244,69 @@ class Store:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def add_message(
+    def _insert_message(
         self,
         conversation_id: str,
         role: str,
         content: str,
-        *,
-        model_id: str | None = None,
-        status: str = COMPLETE,
+        model_id: str | None,
+        status: str,
+        stamp: str,
     ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at, "
+            "completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                role,
+                content,
+                model_id,
+                status,
+                stamp,
+                stamp if status == COMPLETE else None,
+            ),
+        )
+        self._db.execute(
+            "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
+        )
+        return int(cursor.lastrowid)
+
+    def start_exchange(
+        self,
+        conversation_id: str | None,
+        model_id: str,
+        user_texts: list[str],
+        *,
+        system: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[str, int]:
+        """One transaction for the start of an exchange: the conversation (new when
+        ``conversation_id`` is None), the user's messages, and the assistant's reply, empty and
+        ``streaming``. Returns (conversation id, reply message id)."""
         stamp = now()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = self._db.execute(
-                    "INSERT INTO messages (conversation_id, role, content, model_id, status, "
-                    "created_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._transaction():
+            if conversation_id is None:
+                conversation_id = uuid.uuid4().hex
+                title = next((t for t in user_texts if t.strip()), "")
+                self._db.execute(
+                    "INSERT INTO conversations (id, title, model, system, created_at, "
+                    "updated_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         conversation_id,
-                        role,
-                        content,
+                        " ".join(title.split())[:80] or "(untitled)",
                         model_id,
-                        status,
+                        system,
                         stamp,
-                        stamp if status == COMPLETE else None,
+                        stamp,
+                        owner,
                     ),
                 )
-                self._db.execute(
-                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
-                    (stamp, conversation_id),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return int(cursor.lastrowid)
+            for text in user_texts:
+                self._insert_message(conversation_id, "user", text, None, COMPLETE, stamp)
+            reply_id = self._insert_message(
+                conversation_id, "assistant", "", model_id, STREAMING, stamp
+            )
+        return conversation_id, reply_id
 
     def update_message(self, message_id: int, **fields: Any) -> None:
         """Set columns of one message (content, status, error, model_id, latency...)."""
