@@ -163,6 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops connections under load
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that hang up (timeouts, drops) are part of the tests
