@@ -133,6 +133,19 @@ def _post(gateway, path: str, body, key: str | None = ALICE, **kwargs) -> httpx.
     return httpx.post(gateway["url"] + path, content=content, headers=headers, timeout=30, **kwargs)
 
 
+def _events(gateway, path: str, body: dict, key: str = ALICE) -> list[str]:
+    """The data of every server-sent event of a streaming request."""
+    with httpx.stream(
+        "POST",
+        gateway["url"] + path,
+        json=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}"},
+    ) as response:
+        assert response.status_code == 200, response.read()
+        return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
 def _db(gateway) -> sqlite3.Connection:
     db = sqlite3.connect(gateway["root"] / "history.db")
     db.row_factory = sqlite3.Row
@@ -351,19 +364,15 @@ def test_fallback_answers_and_says_which_model(gateway):
 
 
 def test_reply_broken_mid_stream_ends_with_an_error_event(gateway):
-    with httpx.stream(
-        "POST",
-        gateway["url"] + "/v1/chat/completions",
-        timeout=30,
-        headers={"Authorization": f"Bearer {ALICE}"},
-        json={
+    events = _events(
+        gateway,
+        "/v1/chat/completions",
+        {
             "model": "flaky",
             "stream": True,
             "messages": [{"role": "user", "content": "one two three"}],
         },
-    ) as r:
-        assert r.status_code == 200
-        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    )
     assert events[-1] == "[DONE]"
     assert json.loads(events[-2])["error"]["type"] == "upstream_error"
     (reply,) = _assistant_replies(gateway, "one two three")
@@ -487,18 +496,19 @@ def test_conversation_api_stores_continues_and_isolates_callers(gateway, upstrea
 
 
 def test_conversation_api_streams_events(gateway):
-    with httpx.stream(
-        "POST",
-        gateway["url"] + "/api/chat/message",
-        timeout=30,
-        headers={"Authorization": f"Bearer {BOB}"},
-        json={
-            "modelId": "echo",
-            "stream": True,
-            "messages": [{"role": "user", "content": "stream the api"}],
-        },
-    ) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    events = [
+        json.loads(e)
+        for e in _events(
+            gateway,
+            "/api/chat/message",
+            {
+                "modelId": "echo",
+                "stream": True,
+                "messages": [{"role": "user", "content": "stream the api"}],
+            },
+            key=BOB,
+        )
+    ]
     assert events[0]["type"] == "start"
     assert "".join(e["content"] for e in events if e["type"] == "token") == "echo: stream the api"
     assert events[-1]["type"] == "done" and events[-1]["modelId"] == "echo"

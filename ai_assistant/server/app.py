@@ -23,6 +23,11 @@ def json_response(data: Any, status: int = 200) -> Any:
     return Response(json.dumps(data), status_code=status, media_type="application/json")
 
 
+def sse(data: Any) -> str:
+    """One server-sent event carrying ``data`` as JSON (or a bare string such as ``[DONE]``)."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
 class Gateway:
     """What every route needs: the host, the store, the limits, and who is calling."""
 

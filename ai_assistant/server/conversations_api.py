@@ -3,7 +3,6 @@ models, messages that are stored in a conversation, and each caller's own conver
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +12,7 @@ from starlette.responses import StreamingResponse
 from ..chat import Recorder, chat_settings, to_langchain
 from ..errors import did_you_mean
 from ..store import UnknownConversationError
-from .app import Gateway, json_response
+from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
 from .requests import model_options, read_json, read_messages
@@ -115,28 +114,20 @@ def register(app: Any, gateway: Gateway) -> None:
             )
 
         async def events() -> AsyncIterator[str]:
-            yield (
-                "data: "
-                + json.dumps({"type": "start", "conversationId": recorder.conversation_id})
-                + "\n\n"
-            )
+            yield sse({"type": "start", "conversationId": recorder.conversation_id})
             try:
                 async for text in reply.tokens():
-                    yield "data: " + json.dumps({"type": "token", "content": text}) + "\n\n"
+                    yield sse({"type": "token", "content": text})
             except ApiError as err:
-                yield "data: " + json.dumps({"type": "error", **err.body()}) + "\n\n"
+                yield sse({"type": "error", **err.body()})
                 return
-            yield (
-                "data: "
-                + json.dumps(
-                    {
-                        "type": "done",
-                        "conversationId": recorder.conversation_id,
-                        "modelId": reply.reply.model_id,
-                        "usage": reply.usage(),
-                    }
-                )
-                + "\n\n"
+            yield sse(
+                {
+                    "type": "done",
+                    "conversationId": recorder.conversation_id,
+                    "modelId": reply.reply.model_id,
+                    "usage": reply.usage(),
+                }
             )
 
         return StreamingResponse(

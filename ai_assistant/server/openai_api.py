@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,28 +12,33 @@ from starlette.responses import StreamingResponse
 
 from ..chat import Recorder, to_langchain
 from ..errors import did_you_mean
-from .app import Gateway, json_response
+from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
 from .requests import model_options, read_json, read_messages
 
 
 def _chunk(
-    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any] | None = None,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
 ) -> str:
-    return (
-        "data: "
-        + json.dumps(
-            {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-        )
-        + "\n\n"
-    )
+    """A ``chat.completion.chunk`` event: a delta, or (with ``usage``) the closing usage."""
+    chunk: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+    }
+    if usage is None:
+        chunk["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish}]
+    else:
+        chunk["usage"] = usage
+    return sse(chunk)
 
 
 def register(app: Any, gateway: Gateway) -> None:
@@ -106,27 +110,14 @@ def register(app: Any, gateway: Gateway) -> None:
                 async for text in reply.tokens():
                     yield _chunk(cid, created, model, {"content": text})
             except ApiError as err:
-                yield "data: " + json.dumps(err.body()) + "\n\n"
-                yield "data: [DONE]\n\n"
+                yield sse(err.body())
+                yield sse("[DONE]")
                 return
-            yield _chunk(cid, created, model, {}, "stop")
+            yield _chunk(cid, created, model, finish="stop")
             usage = reply.usage()
             if include_usage and usage:
-                yield (
-                    "data: "
-                    + json.dumps(
-                        {
-                            "id": cid,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "choices": [],
-                            "usage": usage,
-                        }
-                    )
-                    + "\n\n"
-                )
-            yield "data: [DONE]\n\n"
+                yield _chunk(cid, created, model, usage=usage)
+            yield sse("[DONE]")
 
         return StreamingResponse(
             events(),
