@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,17 @@ class Reply:
         return f"Reply(model_id={self.model_id!r}, status={self.status!r}, {len(self.text)} chars)"
 
 
+_SETTINGS: weakref.WeakKeyDictionary[Host, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
 def chat_settings(host: Host) -> dict[str, Any]:
+    """prompt.* and chat.* of ``host``, read once (the gateway needs them on every request)."""
+    if host not in _SETTINGS:
+        _SETTINGS[host] = _read_chat_settings(host)
+    return _SETTINGS[host]
+
+
+def _read_chat_settings(host: Host) -> dict[str, Any]:
     cfg = host.config
     return {
         "system": cfg.get("prompt.system") or None,

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from ..chat import Chat, ChatError, open_store
+from ..chat import Chat, open_store
 from .context import PROCESS_START, get_host, global_options, options
 
 
@@ -114,5 +114,3 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: the partial reply is kept in the history", err=True)
         sys.exit(130)
-    except ChatError:
-        raise

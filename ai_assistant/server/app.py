@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ..host import Host
+from ..plugins import FAILED
 from ..store import Store
 from .errors import ApiError
 from .requests import Limits
@@ -71,7 +72,7 @@ class Gateway:
             self.store.check_writable()
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"the history store is not writable: {type(exc).__name__}")
-        failed = [p.name for p in self.host.plugins.report if p.status == "failed"]
+        failed = [p.name for p in self.host.plugins.report if p.status == FAILED]
         body = {
             "status": "ready" if not problems else "not ready",
             "models": len(self.host.registry),
