@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,23 +85,40 @@ class Connection:
 
 
 async def run_load(
-    port: int, path: str, make_body, total: int, concurrency: int, key: str | None
+    port: int,
+    path: str,
+    make_body,
+    total: int,
+    concurrency: int,
+    key: str | None,
+    rate: float | None = None,
 ) -> dict[str, list[float]]:
-    """Send ``total`` requests over ``concurrency`` connections; every one must succeed."""
+    """Send ``total`` requests over ``concurrency`` connections; every one must succeed.
+
+    Without ``rate`` each connection sends its next request as soon as the last one is answered
+    (a closed loop: it finds the saturation point). With ``rate`` (requests per second, all
+    connections together) request i is due at ``start + i / rate`` and its latency counts from
+    then, so a late send is counted rather than hidden.
+    """
     connections = [Connection("127.0.0.1", port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in connections))
     firsts, totals = [], []
     counter = iter(range(total))
+    started = time.perf_counter()
 
     async def worker(conn: Connection) -> None:
         for i in counter:
+            lag = 0.0
+            if rate:
+                due = started + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                lag = max(0.0, time.perf_counter() - due)
             status, first, whole = await conn.post(path, make_body(i), key)
             if status != 200:
                 raise SystemExit(f"request {i} to {path} got HTTP {status}")
-            firsts.append(first)
-            totals.append(whole)
+            firsts.append(first + lag)
+            totals.append(whole + lag)
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
     elapsed = time.perf_counter() - started
     for conn in connections:
@@ -147,6 +163,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=100.0,
+        help="requests/s of the paced added-latency run (all clients together)",
+    )
     args = parser.parse_args()
     exe = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
     if exe is None:
@@ -197,8 +219,8 @@ models = [{{ model_name = "ok", id = "fast" }}]
             _wait_ready(f"http://127.0.0.1:{port}/healthz", gateway)
             n, c = args.requests, args.concurrency
 
-            def load(p, path, body, total, key):
-                return asyncio.run(run_load(p, path, body, total, c, key))
+            def load(p, path, body, total, key, rate=None):
+                return asyncio.run(run_load(p, path, body, total, c, key, rate))
 
             # warm both paths (imports, connection pools, bytecode)
             load(port, "/v1/chat/completions", _body("echo", False), 200, KEY)
@@ -218,14 +240,20 @@ models = [{{ model_name = "ok", id = "fast" }}]
                     + (f"{_pct(result['first'], 0.5):.1f} |" if stream else "- |")
                 )
 
-            # added latency: alternate batches of direct and gateway calls to one upstream
-            direct, via = [], []
-            batch = max(200, n // 10)
-            for _ in range(max(1, n // batch)):
-                direct += load(
-                    upstream_port, "/v1/chat/completions", _body("ok", False), batch, None
-                )["total"]
-                via += load(port, "/v1/chat/completions", _body("fast", False), batch, KEY)["total"]
+            # added latency: alternate batches of direct and gateway calls to one upstream,
+            # flat out (closed loop) and paced at --rate
+            added = {}
+            for mode, rate in (("closed loop", None), (f"paced at {args.rate:g} req/s", args.rate)):
+                direct, via = [], []
+                batch = max(200, n // 10)
+                for _ in range(max(1, n // batch)):
+                    direct += load(
+                        upstream_port, "/v1/chat/completions", _body("ok", False), batch, None, rate
+                    )["total"]
+                    via += load(
+                        port, "/v1/chat/completions", _body("fast", False), batch, KEY, rate
+                    )["total"]
+                added[mode] = (direct, via)
     finally:
         for proc in procs:
             proc.terminate()
@@ -238,24 +266,22 @@ models = [{{ model_name = "ok", id = "fast" }}]
     print("| case | req/s | p50 ms | p90 ms | p99 ms | first token p50 ms |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(
-        f"\nAdded latency at {c} concurrent clients, {len(direct)} requests each way "
-        "(fast local upstream, non-streaming):\n"
-    )
-    print("| path | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
-    for label, values in (("upstream directly", direct), ("through the gateway", via)):
+    for mode, (direct, via) in added.items():
         print(
-            f"| {label} | {_pct(values, 0.5):.1f} | {_pct(values, 0.9):.1f} | "
-            f"{_pct(values, 0.99):.1f} |"
+            f"\nAdded latency, {c} concurrent clients, {mode}, {len(direct)} requests each way "
+            "(fast local upstream, non-streaming):\n"
         )
-    print(
-        f"| **added by the gateway** | {_pct(via, 0.5) - _pct(direct, 0.5):.1f} | "
-        f"{_pct(via, 0.9) - _pct(direct, 0.9):.1f} | {_pct(via, 0.99) - _pct(direct, 0.99):.1f} |"
-    )
-    print(
-        f"\nmedian of all: {statistics.median(via) * 1000:.1f} ms via the gateway, "
-        f"{statistics.median(direct) * 1000:.1f} ms direct"
-    )
+        print("| path | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
+        for label, values in (("upstream directly", direct), ("through the gateway", via)):
+            print(
+                f"| {label} | {_pct(values, 0.5):.1f} | {_pct(values, 0.9):.1f} | "
+                f"{_pct(values, 0.99):.1f} |"
+            )
+        print(
+            f"| **added by the gateway** | {_pct(via, 0.5) - _pct(direct, 0.5):.1f} | "
+            f"{_pct(via, 0.9) - _pct(direct, 0.9):.1f} | "
+            f"{_pct(via, 0.99) - _pct(direct, 0.99):.1f} |"
+        )
 
 
 if __name__ == "__main__":
