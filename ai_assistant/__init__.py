@@ -27,6 +27,7 @@ __all__ = [
     "PluginError",
     "PluginRegistry",
     "UnknownModelError",
+    "Chat",
     "get_model",
     "hookimpl",
     "load_host",
@@ -42,3 +43,12 @@ def get_model(model_id: str) -> Any:
     if _default_host is None:
         _default_host = load_host()
     return _default_host.get_model(model_id)
+
+
+def __getattr__(name: str) -> Any:
+    # the chat service loads on first use, so `import ai_assistant` stays light
+    if name == "Chat":
+        from .chat import Chat
+
+        return Chat
+    raise AttributeError(f"module 'ai_assistant' has no attribute {name!r}")

@@ -41,6 +41,7 @@ def test_plugins_dir_option_adds_a_directory(project, tmp_path_factory):
     # the option works before and after the subcommand
     for args in (
         ["--plugins-dir", str(extra), "models", "list", "--format", "ids"],
+        ["models", "--plugins-dir", str(extra), "list", "--format", "ids"],
         ["models", "list", "--format", "ids", "--plugins-dir", str(extra)],
     ):
         result = project.run(*args)

@@ -21,6 +21,7 @@ def _plain(value):
 
 
 @click.group()
+@global_options
 def config() -> None:
     """Show and check the settings."""
 

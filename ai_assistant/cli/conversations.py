@@ -14,6 +14,7 @@ def _store():
 
 
 @click.group()
+@global_options
 def conversations() -> None:
     """The stored chat history."""
 

@@ -17,6 +17,7 @@ def _first(info: dict, keys: tuple[str, ...]) -> str:
 
 
 @click.group()
+@global_options
 def models() -> None:
     """List and inspect the chat models that plugins registered."""
 

@@ -24,6 +24,7 @@ def _where(location: str) -> str:
 
 
 @click.group()
+@global_options
 def plugins() -> None:
     """List plugins, or write a new provider plugin."""
 
