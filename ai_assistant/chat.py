@@ -491,7 +491,7 @@ def to_langchain(
 
 
 def _key_hint(model: Any) -> str:
-    plugin = model.plugin if model is not None else "<provider>"
+    plugin = model.plugin
     key = f"models.{plugin}.api_key"
     return (
         f"check api_key under [default.models.{plugin}] in .secrets.toml, or export "

@@ -29,9 +29,14 @@ class ModelUnavailableError(AiAssistantError):
     """The model is registered but cannot be built (a secret is missing, its factory failed)."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
+    """Up to ``n`` of ``choices`` that look like ``word`` (a likely typo), closest first."""
     import difflib
 
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = close_matches(word, choices)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -33,7 +33,7 @@ class Host:
 
     def check_strict(self) -> None:
         """In strict mode, any plugin failure or problem is an error."""
-        if self.strict and (self.plugins.failures() or self.plugins.warnings):
+        if self.strict and self.plugins.messages():
             raise PluginError(
                 "strict mode: plugin problems:\n"
                 + "\n".join(f"  {line}" for line in self.plugins.messages()),

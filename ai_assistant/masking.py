@@ -21,6 +21,13 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(str(key)))
 
 
+def _child(path: str, key: Any, inside_secret: bool, secret_paths: set[str]) -> tuple[str, bool]:
+    """The path of ``key`` under ``path``, and whether what it holds is secret: it sits inside
+    a secret, its name looks secret, or it was set in ``.secrets.toml``."""
+    child = f"{path}.{key}" if path else str(key)
+    return child, inside_secret or is_secret_key(key) or child.lower() in secret_paths
+
+
 def collect_secret_values(data: Any, secret_paths: set[str] | None = None) -> set[str]:
     """Every string value stored under a secret key (or under one of ``secret_paths``)."""
     found: set[str] = set()
@@ -29,8 +36,7 @@ def collect_secret_values(data: Any, secret_paths: set[str] | None = None) -> se
     def walk(value: Any, path: str, inside_secret: bool) -> None:
         if isinstance(value, Mapping):
             for k, v in value.items():
-                child = f"{path}.{k}" if path else str(k)
-                walk(v, child, inside_secret or is_secret_key(k) or child.lower() in secret_paths)
+                walk(v, *_child(path, k, inside_secret, secret_paths))
         elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 walk(v, f"{path}[{i}]", inside_secret)
@@ -52,12 +58,9 @@ def mask_tree(data: Any, secrets: Iterable[str] = (), secret_paths: set[str] | N
 
     def walk(value: Any, path: str, inside_secret: bool) -> Any:
         if isinstance(value, Mapping):
-            out = {}
-            for k, v in value.items():
-                child = f"{path}.{k}" if path else str(k)
-                secret = inside_secret or is_secret_key(k) or child.lower() in secret_paths
-                out[k] = walk(v, child, secret)
-            return out
+            return {
+                k: walk(v, *_child(path, k, inside_secret, secret_paths)) for k, v in value.items()
+            }
         if isinstance(value, (list, tuple)):
             return [walk(v, f"{path}[{i}]", inside_secret) for i, v in enumerate(value)]
         if inside_secret and value not in (None, ""):

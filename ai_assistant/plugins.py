@@ -200,7 +200,6 @@ class Plugins:
         self,
         config: Config,
         extra_dirs: Iterable[Path] = (),
-        include_entry_points: bool = True,
     ) -> None:
         self.config = config
         self.pm = pluggy.PluginManager(PROJECT_NAME)
@@ -210,7 +209,6 @@ class Plugins:
         self.report: list[PluginInfo] = []  # every plugin found, in load order
         self.warnings: list[tuple[str, str]] = []  # (settings key, message)
         self._extra_dirs = [Path(d).resolve() for d in extra_dirs]
-        self._include_entry_points = include_entry_points
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -247,8 +245,7 @@ class Plugins:
                         load=lambda name=name, path=path: _import_path(name, path),
                     )
                 )
-        if self._include_entry_points:
-            candidates.extend(self._entry_point_candidates())
+        candidates.extend(self._entry_point_candidates())
         return candidates
 
     def _entry_point_candidates(self) -> list[PluginInfo]:
@@ -317,14 +314,7 @@ class Plugins:
         except Exception as exc:  # pluggy's own validation, e.g. a misused hookwrapper
             self._fail(info, f"rejected by the plugin manager: {describe_exception(exc)}")
             return
-        info.hooks = sorted(
-            name
-            for name in self.specs
-            if any(
-                self.pm.get_name(i.plugin) == info.name
-                for i in getattr(self.pm.hook, name).get_hookimpls()
-            )
-        )
+        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(module) or ())
 
     def _check_hooks(self, module: Any) -> str | None:
         """Why a module's hook functions cannot work, or None if they can."""
@@ -397,9 +387,6 @@ class Plugins:
         return problems
 
     # -- the report --------------------------------------------------------------------------
-
-    def failures(self) -> list[PluginInfo]:
-        return [p for p in self.report if p.status == FAILED or p.problems]
 
     def messages(self) -> list[str]:
         """One line per failure, problem and warning, for stderr."""

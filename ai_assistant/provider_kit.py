@@ -50,6 +50,10 @@ class Option:
     def __repr__(self) -> str:
         return f"Option({self.name!r})"
 
+    def allowed_at(self, level: str) -> bool:
+        """May this key appear at ``level`` ("section" or "model")?"""
+        return self.section if level == "section" else self.per_model
+
     def expected(self) -> str:
         return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
 
@@ -57,17 +61,13 @@ class Option:
 class ModelEntry:
     """One model's settings, section defaults merged with its own entry."""
 
-    def __init__(self, id: str, options: dict[str, Any], key_path: str) -> None:
+    def __init__(self, id: str, options: dict[str, Any]) -> None:
         self.id = id
         self.options = options
-        self.key_path = key_path  # models.<provider>.models[i]
         self.missing_secrets: list[str] = []
 
     def __repr__(self) -> str:
         return f"ModelEntry({self.id!r})"
-
-    def __getitem__(self, key: str) -> Any:
-        return self.options.get(key)
 
 
 def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,13 +114,8 @@ class ProviderSection:
             if key == "models" and level == "section":
                 continue
             option = self.options.get(key)
-            allowed = option and (option.section if level == "section" else option.per_model)
-            if not allowed:
-                names = [
-                    n
-                    for n, o in self.options.items()
-                    if (o.section if level == "section" else o.per_model)
-                ]
+            if option is None or not option.allowed_at(level):
+                names = [n for n, o in self.options.items() if o.allowed_at(level)]
                 hint = did_you_mean(key, names) or f"; known keys here: {', '.join(sorted(names))}"
                 problems.append((f"{prefix}.{key}", "unknown key" + hint))
             elif value is not None and not (
@@ -165,7 +160,7 @@ class ProviderSection:
             if entry_problems:
                 continue
             model_id = str(merged.get("id") or merged.get(self.id_from))
-            entry = ModelEntry(model_id, merged, key_path)
+            entry = ModelEntry(model_id, merged)
             for option in self.options.values():
                 unset = option.secret and merged.get(option.name) in (None, "")
                 if unset and not (self.secret_optional and self.secret_optional(merged)):
@@ -212,14 +207,7 @@ COMMON_OPTIONS = [
     # ask for token usage on streamed replies (stream_options); off for servers that reject it
     Option("stream_usage", (bool,), default=True),
 ]
-_PASS_THROUGH = (
-    "timeout",
-    "max_retries",
-    "default_headers",
-    "temperature",
-    "max_tokens",
-    "stream_usage",
-)
+_PASS_THROUGH = tuple(o.name for o in COMMON_OPTIONS if o.name != "id")
 
 
 def chat_openai(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .config import env_var_name
-from .errors import ModelUnavailableError, UnknownModelError
+from .errors import ModelUnavailableError, UnknownModelError, close_matches
 from .masking import MASK, is_secret_key
 
 READY = "ready"
@@ -124,9 +124,7 @@ class ModelRegistry:
             ) from None
 
     def suggest(self, model_id: str) -> str:
-        import difflib
-
-        close = difflib.get_close_matches(model_id, self._models, n=3, cutoff=0.6)
+        close = close_matches(model_id, self._models, n=3)
         if close:
             return "did you mean " + ", ".join(repr(c) for c in close) + "?"
         if not self._models:
@@ -188,9 +186,9 @@ class PluginRegistry:
         if existing is None:
             return entry
         if existing.plugin == self.plugin:
-            self.problems.append(f"model id {id!r} registered twice; the first one is kept")
+            self.report(f"model id {id!r} registered twice; the first one is kept")
         else:
-            self.problems.append(
+            self.report(
                 f"model id {id!r} is already registered by plugin {existing.plugin!r}; "
                 f"kept {existing.plugin!r}'s (give one of them another id)"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .config import DEFAULT_ENV, check_host_settings, defined_environments
 from .errors import did_you_mean
@@ -63,29 +64,18 @@ def validate(host: Host) -> list[Finding]:
             )
 
     ids = set(host.registry.ids())
-    default_model = config.get("chat.default_model")
-    if isinstance(default_model, str) and default_model not in ids:
-        findings.append(
-            Finding(
-                WARNING,
-                "chat.default_model",
-                f"no model {default_model!r} is registered{did_you_mean(default_model, ids)}",
-            )
-        )
+
+    def check_ids(key: str, model_ids: list[Any]) -> None:
+        for unknown in (m for m in model_ids if isinstance(m, str) and m not in ids):
+            message = f"no model {unknown!r} is registered{did_you_mean(unknown, ids)}"
+            findings.append(Finding(WARNING, key, message))
+
+    check_ids("chat.default_model", [config.get("chat.default_model")])
     fallbacks = config.get("chat.fallbacks")
     for model_id, chain in fallbacks.items() if isinstance(fallbacks, Mapping) else ():
-        for unknown in (
-            m
-            for m in [model_id, *(chain if isinstance(chain, list) else [])]
-            if isinstance(m, str) and m not in ids
-        ):
-            findings.append(
-                Finding(
-                    WARNING,
-                    f"chat.fallbacks.{model_id}",
-                    f"no model {unknown!r} is registered{did_you_mean(unknown, ids)}",
-                )
-            )
+        check_ids(
+            f"chat.fallbacks.{model_id}", [model_id, *(chain if isinstance(chain, list) else [])]
+        )
 
     for model in host.registry:
         if model.status == MISSING_SECRET:

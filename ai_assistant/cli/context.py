@@ -9,6 +9,7 @@ import click
 
 from ..errors import AiAssistantError
 from ..host import Host, load_host
+from .output import warn
 
 # When the CLI was imported: -v timings count from here (interpreter start-up comes before it).
 PROCESS_START = time.perf_counter()
@@ -109,7 +110,7 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
         root.meta[_HOST] = host
         if report:
             for line in host.plugins.messages():
-                click.echo(f"warning: {line}", err=True)
+                warn(line)
             host.check_strict()
     return host
 
@@ -134,7 +135,7 @@ def load_plugin_commands(ctx: click.Context, quiet: bool = False) -> dict[str, c
                     problem = f"command {name!r} is already taken; not added"
                     host.plugins.plugins[plugin].problems.append(problem)
                     if not quiet:
-                        click.echo(f"warning: plugin {plugin!r}: {problem}", err=True)
+                        warn(f"plugin {plugin!r}: {problem}")
                 else:
                     commands[name] = command
         root.meta[_PLUGIN_COMMANDS] = commands

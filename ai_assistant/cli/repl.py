@@ -7,9 +7,10 @@ import contextlib
 
 import click
 
-from ..chat import Chat, ChatError
+from ..chat import Chat
 from ..errors import AiAssistantError
 from ..store import default_store_path
+from .context import report_error
 
 HELP = """\
 /model ID   switch model (the conversation goes on)
@@ -87,7 +88,5 @@ def run_repl(session: Chat, show_prompt: bool = False) -> None:
             answer(session, line, show_prompt=show_prompt)
         except KeyboardInterrupt:
             click.echo("[interrupted]", err=True)
-        except (ChatError, AiAssistantError) as exc:
-            click.echo(f"error: {session.host.config.redact(str(exc))}", err=True)
-            if exc.hint:
-                click.echo(f"  hint: {exc.hint}", err=True)
+        except AiAssistantError as exc:  # ChatError included: report it and keep the session
+            report_error(click.get_current_context(), exc)

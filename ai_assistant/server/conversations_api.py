@@ -10,12 +10,11 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from ..chat import Recorder, chat_settings, to_langchain
-from ..errors import did_you_mean
 from ..store import UnknownConversationError
 from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
-from .requests import model_options, read_json, read_messages
+from .requests import model_options, read_json, read_messages, read_model_id
 
 
 def _conversation(row: dict[str, Any]) -> dict[str, Any]:
@@ -69,17 +68,9 @@ def register(app: Any, gateway: Gateway) -> None:
         owner = gateway.identity(request)
         data = await read_json(request, gateway.limits)
         settings = chat_settings(gateway.host)
-        model_id = data.get("modelId") or settings["default_model"]
-        registry = gateway.host.registry
-        if not isinstance(model_id, str) or model_id not in registry:
-            raise ApiError(
-                404 if model_id else 400,
-                f"model '{model_id}' does not exist{did_you_mean(str(model_id), registry.ids())}"
-                if model_id
-                else "'modelId' is required",
-                code="model_not_found",
-                param="modelId",
-            )
+        model_id = read_model_id(
+            data, "modelId", gateway.host.registry, default=settings["default_model"]
+        )
         turns = read_messages(data, gateway.limits)
         history: list[tuple[str, str]] = []
         system = settings["system"]

@@ -11,11 +11,10 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from ..chat import Recorder, to_langchain
-from ..errors import did_you_mean
 from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
-from .requests import model_options, read_json, read_messages
+from .requests import model_options, read_json, read_messages, read_model_id
 
 
 def _chunk(
@@ -59,17 +58,7 @@ def register(app: Any, gateway: Gateway) -> None:
     async def chat_completions(request: Request) -> Any:
         owner = gateway.identity(request)
         data = await read_json(request, gateway.limits)
-        model_id = data.get("model")
-        if not isinstance(model_id, str) or not model_id:
-            raise ApiError(400, "'model' is required", param="model")
-        registry = gateway.host.registry
-        if model_id not in registry:
-            raise ApiError(
-                404,
-                f"model '{model_id}' does not exist{did_you_mean(model_id, registry.ids())}",
-                code="model_not_found",
-                param="model",
-            )
+        model_id = read_model_id(data, "model", gateway.host.registry)
         turns = read_messages(data, gateway.limits)
         options = model_options(data)
         stream = data.get("stream") is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import did_you_mean
 from .errors import ApiError
 
 ROLES = ("system", "user", "assistant")
@@ -43,6 +44,24 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
+
+
+def read_model_id(
+    data: dict[str, Any], field: str, registry: Any, default: str | None = None
+) -> str:
+    """The registered model id in ``data[field]`` (or ``default``): 400 if absent, 404 with
+    close matches if unknown."""
+    model_id = data.get(field) or default
+    if not isinstance(model_id, str) or not model_id:
+        raise ApiError(400, f"'{field}' is required", param=field)
+    if model_id not in registry:
+        raise ApiError(
+            404,
+            f"model '{model_id}' does not exist{did_you_mean(model_id, registry.ids())}",
+            code="model_not_found",
+            param=field,
+        )
+    return model_id
 
 
 def text_of(content: Any, where: str) -> str:
