@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import env_var_name
+from .config import Config, env_var_name
 from .errors import AiAssistantError, ModelUnavailableError, UnknownModelError
 from .host import Host
 from .store import COMPLETE, FAILED, INTERRUPTED, STREAMING, Store, default_store_path
@@ -156,10 +156,12 @@ def resolve_model_id(host: Host, requested: str | None) -> str:
     )
 
 
-def open_store(host: Host) -> Store:
-    """The history database at ``storage.path`` (relative to the settings file's folder)."""
-    configured = host.config.get("storage.path")
-    path = host.config.root / configured if configured else default_store_path()
+def open_store(source: Host | Config) -> Store:
+    """The history database at ``storage.path`` (relative to the settings file's folder).
+    Settings alone are enough: a command that only reads history imports no plugin."""
+    config = source.config if isinstance(source, Host) else source
+    configured = config.get("storage.path")
+    path = config.root / configured if configured else default_store_path()
     return Store(Path(path).expanduser())
 
 

@@ -9,19 +9,20 @@ Layers, later wins: ``settings.toml`` < ``.secrets.toml`` < ``settings.local.tom
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .masking import collect_secret_values, mask_tree, redact
+from .masking import collect_secret_values, is_secret_key, mask_tree, redact
 
 ENVVAR_PREFIX = "AI_ASSISTANT"
 SETTINGS_FILE = "settings.toml"
 SECRETS_FILE = ".secrets.toml"
 LOCAL_FILE = "settings.local.toml"
 DEFAULT_ENV = "development"
-DEFAULT_PLUGIN_DIRS = ["contrib_providers"]
+# Tables that make a settings.toml recognisably this project's (see ``is_own_settings_file``).
+OWN_SECTIONS = ("plugins", "models", "chat")
 
 
 def env_var_name(key_path: str) -> str:
@@ -42,11 +43,20 @@ def name_list(value: Any) -> list[str]:
 class Config:
     """The loaded settings, where they came from, and what in them is secret."""
 
-    def __init__(self, settings: Any, root: Path, files: list[Path], env: str) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        root: Path,
+        files: list[Path],
+        env: str,
+        skipped: list[Path] | None = None,
+    ) -> None:
         self.settings = settings  # the Dynaconf object handed to plugins
         self.root = root
         self.files = files
         self.env = env
+        self.skipped = skipped or []  # settings.toml files passed over: not this project's
+        self.warnings: list[tuple[str, str]] = []  # (file or key, message) for every command
         self._secret_paths: set[str] | None = None
         self._secret_values: set[str] | None = None
 
@@ -54,7 +64,12 @@ class Config:
         return f"Config(root={str(self.root)!r}, env={self.env!r})"
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.settings.get(key, default)
+        """The value at a dotted ``key``; ``default`` when a table on the way is not a table
+        (``server = 5`` then ``server.port``): ``check_host_settings`` reports that one."""
+        try:
+            return self.settings.get(key, default)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            return default
 
     def as_dict(self) -> dict[str, Any]:
         """The merged settings with lower-case top-level keys (Dynaconf upper-cases them)."""
@@ -82,11 +97,18 @@ class Config:
     def masked(self) -> dict[str, Any]:
         return mask_tree(self.as_dict(), self.secret_values, self.secret_paths)
 
+    def mask(self, data: Any) -> Any:
+        """A copy of ``data`` (a model's display info, say) fit to show: values under secret
+        keys, configured secret values and URL credentials masked, nested ones too."""
+        return mask_tree(data, self.secret_values)
+
     def redact(self, text: str) -> str:
         return redact(text, self.secret_values)
 
     def plugin_dirs(self) -> list[Path]:
-        dirs = name_list(self.get("plugins.dirs", DEFAULT_PLUGIN_DIRS))
+        """The plugin directories the settings name, relative to the settings file. None by
+        default: code is only imported from a folder somebody named."""
+        dirs = name_list(self.get("plugins.dirs"))
         return [(self.root / d).resolve() for d in dirs]
 
     @property
@@ -121,12 +143,32 @@ class Config:
 _INTERNAL_KEYS = {"env", "load_dotenv", "settings_file", "settings_files"}
 
 
-def find_settings_file(start: Path) -> Path | None:
-    """The nearest ``settings.toml`` in ``start`` or a parent directory."""
+def is_own_settings_file(path: Path) -> bool:
+    """Is ``path`` recognisably this project's settings? ``settings.toml`` is a name many
+    Dynaconf projects use, so a file is adopted only when one of its environment tables
+    (``[default]``, ``[development]``, ...) holds a ``plugins``, ``models`` or ``chat`` key.
+    A file that cannot be parsed is adopted, so that its error is reported rather than hidden.
+    """
+    try:
+        data = _read_toml(path)
+    except ConfigError:
+        return True
+    return any(
+        isinstance(table, Mapping) and any(k in table for k in OWN_SECTIONS)
+        for table in data.values()
+    )
+
+
+def find_settings_file(start: Path, skipped: list[Path] | None = None) -> Path | None:
+    """The nearest ``settings.toml`` of this project in ``start`` or a parent directory; files
+    that are not this project's (``is_own_settings_file``) are appended to ``skipped``."""
     for directory in (start, *start.parents):
         candidate = directory / SETTINGS_FILE
         if candidate.is_file():
-            return candidate
+            if is_own_settings_file(candidate):
+                return candidate
+            if skipped is not None:
+                skipped.append(candidate)
     return None
 
 
@@ -140,6 +182,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: invalid TOML: {exc}",
             hint="fix the syntax at that line (a TOML table is [name], a string is quoted)",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            hint="save the file as UTF-8 (TOML files must be UTF-8)",
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
@@ -163,6 +210,7 @@ def load_config(
     """Load the settings and (if ``check``) the host's own keys; raises ``ConfigError`` naming
     the file or key at fault."""
     cwd = Path.cwd() if cwd is None else cwd
+    skipped: list[Path] = []
     if settings_path is not None:
         main_file = Path(settings_path).expanduser()
         if not main_file.is_absolute():
@@ -173,7 +221,7 @@ def load_config(
                 hint="check the path given to --settings, or leave it out to use ./settings.toml",
             )
     else:
-        main_file = find_settings_file(cwd)
+        main_file = find_settings_file(cwd, skipped)
     root = main_file.parent if main_file else cwd
 
     candidates = [main_file, root / SECRETS_FILE, root / LOCAL_FILE] if main_file else []
@@ -181,7 +229,10 @@ def load_config(
     env_name = (env or os.environ.get(f"{ENVVAR_PREFIX}_ENV") or DEFAULT_ENV).lower()
 
     from dynaconf import Dynaconf
+    from dynaconf.utils import parse_conf
 
+    unset_variables: list[str] = []
+    parse_conf.converters["@format"] = _format_converter(unset_variables)
     settings = Dynaconf(
         envvar_prefix=ENVVAR_PREFIX,
         environments=True,
@@ -192,13 +243,27 @@ def load_config(
         merge_enabled=True,
         load_dotenv=False,
     )
-    config = Config(settings=settings, root=root, files=files, env=env_name)
+    config = Config(settings=settings, root=root, files=files, env=env_name, skipped=skipped)
     try:
-        settings.get("plugins")  # Dynaconf reads files on first access: now, to name a bad one
+        # Dynaconf reads files on first access, and resolves @format values when they are
+        # read: both now, to name a bad file or an unset variable
+        settings.as_dict()
     except ValueError as exc:  # Dynaconf's TOML errors do not say which file
         for path in files:
             _read_toml(path)  # raises ConfigError naming the file and line
         raise ConfigError(f"cannot load settings: {exc}") from None
+    except (parse_conf.DynaconfParseError, parse_conf.DynaconfFormatError) as exc:
+        raise _unparsable_value(files, exc) from None
+    _coerce_environment_secrets(config)
+    config.warnings.extend(_exposed_secrets_files(files))
+    for name in dict.fromkeys(unset_variables):
+        config.warnings.append(
+            (
+                f"environment variable {name}",
+                "not set, so the settings that name it with @format {env[" + name + "]} "
+                f"are unset (export {name}, or set the key in .secrets.toml)",
+            )
+        )
     problems = check_host_settings(config) if check else []
     if problems:
         raise ConfigError(
@@ -206,6 +271,84 @@ def load_config(
             hint="fix the keys above (see `ai-assistant config validate` for all checks)",
         )
     return config
+
+
+def _format_converter(unset_variables: list[str]) -> Callable[[str], Any]:
+    """Dynaconf's ``@format`` converter, except that a value made from environment variables
+    alone (``@format {env[OPENAI_KEY]}``) is resolved at once, and one naming an unset variable
+    becomes unset, with the variable recorded, instead of failing every command: a model then
+    shows as ``missing secret``. Values that refer to other settings (``{this...}``) stay lazy.
+    """
+    from dynaconf.utils.parse_conf import Lazy, _format_formatter
+
+    def convert(value: str) -> Any:
+        if "this" in value:
+            return Lazy(value)
+        try:
+            return _format_formatter(value, env=os.environ)
+        except KeyError as exc:
+            unset_variables.append(str(exc.args[0]))
+            return None
+        except (AttributeError, IndexError, ValueError):
+            return Lazy(value)  # Dynaconf reports it, naming the value's template
+
+    return convert
+
+
+def _unparsable_value(files: list[Path], exc: Exception) -> ConfigError:
+    """Name the environment variable (or else the files) holding a value Dynaconf cannot parse
+    (broken ``@json``, a bad ``@format``), never the value: it may be a secret."""
+    from dynaconf.utils.parse_conf import parse_conf_data
+
+    prefix = ENVVAR_PREFIX + "_"
+    for name, raw in sorted(os.environ.items()):
+        if name.startswith(prefix) and raw.startswith("@"):
+            try:
+                parse_conf_data(raw, tomlfy=True)
+            except Exception:  # noqa: BLE001 - any failure names this variable
+                return ConfigError(
+                    f"environment variable {name}: cannot parse its value ({type(exc).__name__})",
+                    hint="check the value after its @json/@int/... marker, or unset it",
+                )
+    where = ", ".join(str(p) for p in files) or "the environment"
+    return ConfigError(
+        f"cannot resolve a @-marked value in {where}: {type(exc).__name__}",
+        hint="check the values that start with @format, @json, @int, ... in those files",
+    )
+
+
+def _coerce_environment_secrets(config: Config) -> None:
+    """A secret from the environment is text, whatever it looks like: Dynaconf reads
+    ``AI_ASSISTANT_..._API_KEY=918273645501`` as an integer (and ``true`` as a boolean), so
+    such a value is set back to the variable's own text before any plugin sees it."""
+    prefix = ENVVAR_PREFIX + "_"
+    for name, raw in os.environ.items():
+        if not name.startswith(prefix) or raw.startswith("@"):
+            continue  # an explicit @int/@json marker means what it says
+        key_path = name[len(prefix) :].lower().replace("__", ".")
+        if not any(is_secret_key(part) for part in key_path.split(".")):
+            continue
+        value = config.get(key_path)
+        if value is not None and not isinstance(value, (str, Mapping, list)):
+            config.settings.set(key_path, raw)
+
+
+def _exposed_secrets_files(files: list[Path]) -> list[tuple[str, str]]:
+    """A ``.secrets.toml`` that the group or others may read is reported on every command."""
+    warnings = []
+    for path in files:
+        if path.name != SECRETS_FILE or os.name != "posix":
+            continue
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            warnings.append(
+                (
+                    str(path),
+                    f"holds secrets but is readable by others (mode {mode:03o}): "
+                    f"run chmod 600 {path}",
+                )
+            )
+    return warnings
 
 
 def defined_environments(config: Config) -> set[str]:
@@ -259,6 +402,29 @@ _HOST_KEYS: list[tuple[str, tuple[type, ...], str]] = [
     ("server.limits.max_prompt_chars", (int,), "a number of characters"),
     ("server.limits.request_timeout", (int, float), "a number of seconds"),
 ]
+# (least, greatest) accepted for the host's numeric keys; None: no bound
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "server.port": (1, 65535),
+    "server.workers": (1, None),
+    "server.limits.max_body_bytes": (1, None),
+    "server.limits.max_messages": (1, None),
+    "server.limits.max_prompt_chars": (1, None),
+    "server.limits.request_timeout": (0.001, None),
+}
+
+
+def range_problem(key: str, value: Any) -> str | None:
+    """Why a number is out of range for ``key`` (``must be between 1 and 65535``), or None."""
+    least, greatest = _RANGES.get(key, (None, None))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if least is not None and greatest is not None and not least <= value <= greatest:
+        return f"must be between {least} and {greatest}"
+    if least is not None and value < least:
+        return f"must be {'at least 1' if least == 1 else 'more than 0'}"
+    if greatest is not None and value > greatest:
+        return f"must be at most {greatest}"
+    return None
 
 
 def check_host_settings(config: Config) -> list[tuple[str, str]]:
@@ -269,20 +435,25 @@ def check_host_settings(config: Config) -> list[tuple[str, str]]:
     """
     problems: list[tuple[str, str]] = []
 
+    def where(key: str) -> str:
+        origin = config.origin(key)
+        return f" (set in {origin})" if origin else ""
+
     def wrong(key: str, value: Any, expected: str) -> None:
-        where = config.origin(key)
-        problems.append(
-            (
-                key,
-                f"must be {expected}, not {_type_name(value)}"
-                + (f" (set in {where})" if where else ""),
-            )
-        )
+        problems.append((key, f"must be {expected}, not {_type_name(value)}{where(key)}"))
 
     for key, types, expected in _HOST_KEYS:
         value = config.get(key)
-        if value is not None and not isinstance(value, types):
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wrong(key, value, expected)
+        elif problem := range_problem(key, value):
+            problems.append((key, problem + where(key)))
+    for key in _non_string_secrets(config.as_dict()):
+        problems.append(
+            (key, f'must be a string: quote it, like {key.rsplit(".", 1)[-1]} = "..."{where(key)}')
+        )
     fallbacks = config.get("chat.fallbacks")
     if isinstance(fallbacks, Mapping):
         for model_id, chain in fallbacks.items():
@@ -294,6 +465,22 @@ def check_host_settings(config: Config) -> list[tuple[str, str]]:
             if not isinstance(section, Mapping):
                 wrong(f"models.{provider}", section, f"a table [default.models.{provider}]")
     return problems
+
+
+def _non_string_secrets(data: Any, path: str = "", inside_secret: bool = False) -> list[str]:
+    """Key paths of secret settings that hold a number or a boolean: a key is text, and a
+    provider given an integer fails with an error that would print it."""
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            child = f"{path}.{key}" if path else str(key)
+            found += _non_string_secrets(value, child, inside_secret or is_secret_key(str(key)))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _non_string_secrets(value, f"{path}[{i}]", inside_secret)
+    elif inside_secret and data is not None and not isinstance(data, str):
+        found.append(path)
+    return found
 
 
 def masked_value(config: Config, key: str | None) -> Any:

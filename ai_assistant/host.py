@@ -48,15 +48,18 @@ def load_host(
     strict: bool | None = None,
     cwd: Path | None = None,
     check_settings: bool = True,
+    config: Config | None = None,
 ) -> Host:
-    """Load settings, import the enabled plugins and register their models.
+    """Load settings (unless a loaded ``config`` is given), import the enabled plugins and
+    register their models.
 
     Plugin failures are recorded on ``host.plugins`` (and raised only when ``strict``);
     a settings problem raises ``ConfigError``.
     """
-    config = load_config(settings, env=env, cwd=cwd, check=check_settings)
+    if config is None:
+        config = load_config(settings, env=env, cwd=cwd, check=check_settings)
     plugins = Plugins(config, extra_dirs=[Path(d) for d in plugins_dirs])
     plugins.load()
-    registry = ModelRegistry()
+    registry = ModelRegistry(mask=config.mask)
     plugins.register_models(registry)
     return Host(config, plugins, registry, strict=config.strict if strict is None else strict)

@@ -28,8 +28,22 @@ def _child(path: str, key: Any, inside_secret: bool, secret_paths: set[str]) -> 
     return child, inside_secret or is_secret_key(key) or child.lower() in secret_paths
 
 
+def secret_text(value: Any) -> str | None:
+    """The text a secret value shows as when printed, whatever its type (an API key that the
+    environment or TOML gave as a number is still a key); None for values that carry nothing
+    (None, booleans)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
 def collect_secret_values(data: Any, secret_paths: set[str] | None = None) -> set[str]:
-    """Every string value stored under a secret key (or under one of ``secret_paths``)."""
+    """The text of every value stored under a secret key (or under one of ``secret_paths``),
+    numbers included."""
     found: set[str] = set()
     secret_paths = {p.lower() for p in secret_paths or ()}
 
@@ -40,8 +54,10 @@ def collect_secret_values(data: Any, secret_paths: set[str] | None = None) -> se
         elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 walk(v, f"{path}[{i}]", inside_secret)
-        elif inside_secret and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
-            found.add(value)
+        elif inside_secret:
+            text = secret_text(value)
+            if text is not None and len(text) >= _MIN_SECRET_LEN:
+                found.add(text)
 
     walk(data, "", False)
     return found
@@ -67,14 +83,29 @@ def mask_tree(data: Any, secrets: Iterable[str] = (), secret_paths: set[str] | N
             return MASK
         if isinstance(value, str):
             return redact(value, secrets)
+        if not isinstance(value, bool) and secret_text(value) in secrets:
+            return MASK
         return value
 
     return walk(data, "", False)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of a known secret value replaced by ``MASK``."""
+# scheme://user:password@ or scheme://token@ in a URL, wherever it appears in a text
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _password = match["userinfo"].partition(":")
+    # like pip and git: the user name stays readable when there is a password to hide
+    return match["scheme"] + (f"{user}:{MASK}@" if colon and user else f"{MASK}@")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every occurrence of a known secret value, and the credentials of every
+    URL (``https://user:password@host``), replaced by ``MASK``."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= _MIN_SECRET_LEN and secret in text:
             text = text.replace(secret, MASK)
+    if "@" in text:
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
     return text

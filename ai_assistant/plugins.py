@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .registry import ModelRegistry
 
 ENTRY_POINT_GROUP = "ai_assistant"
+# a plugin whose import takes longer delays every command: it gets a warning naming it
+SLOW_IMPORT_SECONDS = 0.5
 LOADED = "loaded"
 DISABLED = "disabled"
 FAILED = "failed"
@@ -55,6 +58,7 @@ class PluginInfo:
         self.status = LOADED
         self.reason: str | None = None  # why it failed or is disabled
         self.problems: list[str] = []  # contained, non-fatal (a duplicate model id)
+        self.load_seconds: float | None = None  # how long its import took
 
     def __repr__(self) -> str:
         return f"PluginInfo(name={self.name!r}, status={self.status!r})"
@@ -70,6 +74,7 @@ class PluginInfo:
             "status": self.status,
             "reason": self.reason,
             "problems": list(self.problems),
+            "load_ms": None if self.load_seconds is None else round(self.load_seconds * 1000, 1),
         }
 
 
@@ -193,6 +198,13 @@ def _distributions_with_group(group: str) -> list[Any]:
     return found
 
 
+def _bad_validate_result(what: str) -> str:
+    return (
+        f"validate_config returned {what}: it must return a list of (key path, message) "
+        "pairs, or nothing"
+    )
+
+
 class Plugins:
     """Finds, filters, imports and calls plugins; keeps a report of each one."""
 
@@ -294,14 +306,20 @@ class Plugins:
 
     def _import(self, info: PluginInfo) -> None:
         assert info.load is not None
+        started = time.perf_counter()
         try:
             module = info.load()
-        except BaseException as exc:  # a plugin may even raise SystemExit on import
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+        except BaseException as exc:  # SystemExit, even KeyboardInterrupt: the plugin's failure
             action = "cannot load entry point" if info.source == "entry point" else "import failed"
             self._fail(info, f"{action}: {describe_exception(exc, info.path)}")
             return
+        finally:
+            info.load_seconds = time.perf_counter() - started
+        if info.load_seconds > SLOW_IMPORT_SECONDS:
+            info.problems.append(
+                f"import took {info.load_seconds:.1f} s, which every command waits for "
+                "(import heavy libraries inside the functions that use them, or disable it)"
+            )
         if info.version is None:
             version = getattr(module, "__version__", None)
             info.version = str(version) if version is not None else None
@@ -378,13 +396,35 @@ class Plugins:
                 info.problems.extend(self.config.redact(p) for p in plugin_registry.problems)
 
     def validate_config(self) -> list[tuple[str, str]]:
+        """Each plugin's ``(key path, message)`` problems. A plugin whose answer is not a list
+        of such pairs (or that raises while giving it) gets one finding of its own; what it
+        gave before that still counts, and the other plugins' findings are unaffected."""
         problems: list[tuple[str, str]] = []
         results = self.call_each("validate_config", lambda _: {"config": self.config.settings})
         for name, result in results.items():
-            for item in result or ():
-                key, message = item if isinstance(item, tuple) else (f"plugin {name}", str(item))
-                problems.append((key, self.config.redact(message)))
-        return problems
+            where = f"plugin {name}"
+            if result is None:
+                continue
+            if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
+                problems.append((where, _bad_validate_result(type(result).__name__)))
+                continue
+            iterator = iter(result)
+            while True:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a generator that fails midway
+                    reason = describe_exception(exc, self.plugins[name].path)
+                    problems.append((where, f"validate_config raised {reason}"))
+                    break
+                if isinstance(item, str):
+                    problems.append((where, item))
+                elif isinstance(item, tuple) and len(item) == 2:
+                    problems.append((str(item[0]), str(item[1])))
+                else:
+                    problems.append((where, _bad_validate_result(f"an item {type(item).__name__}")))
+        return [(key, self.config.redact(message)) for key, message in problems]
 
     # -- the report --------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class Option:
         section: bool = True,
         per_model: bool = True,
         default: Any = None,
+        minimum: float | None = None,
     ) -> None:
         self.name = name
         self.types = types
@@ -46,6 +47,7 @@ class Option:
         self.section = section
         self.per_model = per_model
         self.default = default
+        self.minimum = minimum  # the least number accepted (a delay, a timeout)
 
     def __repr__(self) -> str:
         return f"Option({self.name!r})"
@@ -68,6 +70,10 @@ class ModelEntry:
 
     def __repr__(self) -> str:
         return f"ModelEntry({self.id!r})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,6 +129,8 @@ class ProviderSection:
                 and not (isinstance(value, bool) and bool not in option.types)
             ):
                 problems.append((f"{prefix}.{key}", f"must be {option.expected()}"))
+            elif option.minimum is not None and _is_number(value) and value < option.minimum:
+                problems.append((f"{prefix}.{key}", f"must be at least {option.minimum:g}"))
         return problems
 
     def _entries(self, config: Any) -> tuple[list[ModelEntry], list[tuple[str, str]]]:
@@ -199,11 +207,11 @@ class ProviderSection:
 # Keys every OpenAI-protocol provider accepts, passed to the LangChain constructor as they are.
 COMMON_OPTIONS = [
     Option("id", section=False),
-    Option("timeout", (int, float)),
-    Option("max_retries", (int,)),
+    Option("timeout", (int, float), minimum=0),
+    Option("max_retries", (int,), minimum=0),
     Option("default_headers", (dict,)),
-    Option("temperature", (int, float)),
-    Option("max_tokens", (int,)),
+    Option("temperature", (int, float), minimum=0),
+    Option("max_tokens", (int,), minimum=1),
     # ask for token usage on streamed replies (stream_options); off for servers that reject it
     Option("stream_usage", (bool,), default=True),
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import env_var_name
 from .errors import ModelUnavailableError, UnknownModelError, close_matches
-from .masking import MASK, is_secret_key
+from .masking import mask_tree
 
 READY = "ready"
 MISSING_SECRET = "missing secret"
@@ -85,8 +85,10 @@ class Model:
 class ModelRegistry:
     """All registered models, by id. Plugins see it through a ``PluginRegistry``."""
 
-    def __init__(self) -> None:
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
         self._models: dict[str, Model] = {}
+        # makes a model's display info safe to show: secrets (nested too) and URL credentials
+        self.mask = mask
 
     def __len__(self) -> int:
         return len(self._models)
@@ -173,7 +175,7 @@ class PluginRegistry:
             raise ValueError(f"registry.register({id!r}): give exactly one of factory= or model=")
         if factory is not None and not callable(factory):
             raise ValueError(f"registry.register({id!r}): factory must be a callable")
-        safe_info = {k: (MASK if is_secret_key(k) else v) for k, v in info.items()}
+        safe_info = self._registry.mask(info)
         entry = Model(
             id,
             self.plugin,

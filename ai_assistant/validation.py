@@ -27,6 +27,8 @@ def validate(host: Host) -> list[Finding]:
     """Errors (settings that are wrong) and warnings (things that will not work as they are)."""
     config, plugins = host.config, host.plugins
     findings = [Finding(ERROR, key, msg) for key, msg in check_host_settings(config)]
+    host_keys = {f.key for f in findings}
+    findings.extend(Finding(WARNING, key, msg) for key, msg in config.warnings)
 
     chosen_env = config.env not in ("default", DEFAULT_ENV)  # picked with --env/AI_ASSISTANT_ENV
     if config.files and chosen_env and config.env not in defined_environments(config):
@@ -41,7 +43,8 @@ def validate(host: Host) -> list[Finding]:
 
     reported_keys: set[str] = set()
     for key, message in plugins.validate_config():
-        findings.append(Finding(ERROR, key, message))
+        if key not in host_keys:  # the host's own finding on a key says it already
+            findings.append(Finding(ERROR, key, message))
         reported_keys.add(key)
 
     for info in plugins.report:

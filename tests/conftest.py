@@ -42,6 +42,8 @@ class Project:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
+        if path.name == ".secrets.toml":
+            path.chmod(0o600)  # as the README says; a readable one is warned about
         return path
 
     def settings(self, text: str = "") -> Path:

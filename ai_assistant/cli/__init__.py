@@ -41,6 +41,8 @@ class RootGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): click exits quietly
         except AiAssistantError as exc:
             report_error(ctx, exc)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..config import load_config, masked_value
+from ..config import masked_value
 from ..host import load_host
 from ..validation import ERROR, validate
-from .context import global_options, options
+from .context import get_config, global_options, options
 from .output import echo_json
 
 
@@ -34,14 +34,15 @@ def config() -> None:
 @global_options
 def show(key: str | None, fmt: str) -> None:
     """Print the merged settings, or the value at KEY (like models.echo), secrets masked."""
-    opts = options()
-    cfg = load_config(opts.settings, env=opts.env, check=False)
+    cfg = get_config(check=False)
     value = masked_value(cfg, key)
     if fmt == "json":
         echo_json(value)
         return
     files = ", ".join(str(p) for p in cfg.files) or "none (built-in defaults)"
     click.echo(f"# environment: {cfg.env}; files: {files}; secrets are masked")
+    for path in cfg.skipped:
+        click.echo(f"# skipped {path}: not an ai-assistant settings file")
     if isinstance(value, dict):
         import tomli_w
 
@@ -55,9 +56,7 @@ def show(key: str | None, fmt: str) -> None:
 def validate_command() -> None:
     """Check every section and plugin; report all problems at once, with the key at fault."""
     opts = options()
-    host = load_host(
-        settings=opts.settings, env=opts.env, plugins_dirs=opts.plugins_dir, check_settings=False
-    )
+    host = load_host(config=get_config(check=False), plugins_dirs=opts.plugins_dir)
     findings = validate(host)
     files = ", ".join(str(p) for p in host.config.files) or "no settings file"
     click.echo(f"checked: {files} (environment: {host.config.env})")

@@ -7,14 +7,17 @@ from typing import Any
 
 import click
 
+from ..config import Config, load_config
 from ..errors import AiAssistantError
 from ..host import Host, load_host
+from ..masking import redact as redact_urls
 from .output import warn
 
 # When the CLI was imported: -v timings count from here (interpreter start-up comes before it).
 PROCESS_START = time.perf_counter()
 
 _OPTIONS = "ai_assistant.options"
+_CONFIG = "ai_assistant.config"
 _HOST = "ai_assistant.host"
 _PLUGIN_COMMANDS = "ai_assistant.plugin_commands"
 
@@ -93,6 +96,25 @@ def global_options(command: Any) -> Any:
     return command
 
 
+def get_config(ctx: click.Context | None = None, check: bool = True) -> Config:
+    """The settings for this invocation, loaded once, with their warnings (a readable
+    ``.secrets.toml``, an unset variable) on stderr. Commands that need no model use this
+    alone: no plugin is imported."""
+    root = (ctx or click.get_current_context()).find_root()
+    config = root.meta.get(_CONFIG)
+    if config is None:
+        opts = options(root)
+        config = load_config(opts.settings, env=opts.env, check=check)
+        root.meta[_CONFIG] = config
+        if opts.verbose:
+            click.echo(f"settings: {', '.join(map(str, config.files)) or 'none'}", err=True)
+            for path in config.skipped:
+                click.echo(f"settings: skipped {path} (not ai-assistant's)", err=True)
+        for key, message in config.warnings:
+            warn(f"{key}: {message}")
+    return config
+
+
 def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
     """The host for this invocation, loaded once. Plugin problems go to stderr, one line each
     (unless ``report`` is false, for commands that show them themselves); in strict mode they
@@ -102,8 +124,7 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
     if host is None:
         opts = options(root)
         host = load_host(
-            settings=opts.settings,
-            env=opts.env,
+            config=get_config(root),
             plugins_dirs=opts.plugins_dir,
             strict=opts.strict or None,
         )
@@ -145,8 +166,8 @@ def load_plugin_commands(ctx: click.Context, quiet: bool = False) -> dict[str, c
 def report_error(ctx: click.Context, exc: BaseException, unexpected: bool = False) -> None:
     """Print one clear error line (and a hint) to stderr; the traceback only with -v.
     Every known secret value is masked."""
-    host: Host | None = ctx.find_root().meta.get(_HOST)
-    redact = host.config.redact if host else (lambda text: text)
+    config: Config | None = ctx.find_root().meta.get(_CONFIG)
+    redact = config.redact if config else redact_urls
     verbose = options(ctx).verbose
     if verbose:
         import traceback
@@ -161,4 +182,11 @@ def report_error(ctx: click.Context, exc: BaseException, unexpected: bool = Fals
         click.echo("  (run with -v to see the traceback)", err=True)
 
 
-__all__ = ["AiAssistantError", "GlobalOptions", "get_host", "global_options", "options"]
+__all__ = [
+    "AiAssistantError",
+    "GlobalOptions",
+    "get_config",
+    "get_host",
+    "global_options",
+    "options",
+]

@@ -58,10 +58,12 @@ def list_plugins(fmt: str) -> None:
                     info.version or "",
                     ",".join(info.hooks) or "-",
                     info.status,
+                    "" if info.load_seconds is None else f"{info.load_seconds * 1000:.0f} ms",
                     "; ".join(notes),
                 )
             )
-        click.echo(render_table(["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "REASON"], rows))
+        headers = ["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "LOAD", "REASON"]
+        click.echo(render_table(headers, rows))
     for key, message in host.plugins.warnings:
         warn(f"{key}: {message}")
     try:

@@ -13,7 +13,7 @@ SECTION = ProviderSection(
     [
         Option("id", required=True, section=False),
         Option("prefix", default="echo: "),
-        Option("delay", (int, float), default=0.0),
+        Option("delay", (int, float), default=0.0, minimum=0),
     ],
     id_from="id",
 )
