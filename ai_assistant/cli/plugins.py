@@ -92,7 +92,10 @@ def new_plugin(name: str, directory: Path | None, force: bool) -> None:
         else:
             dirs = load_config(opts.settings, env=opts.env).plugin_dirs()
             if not dirs:
-                raise click.UsageError("plugins.dirs is empty: pass --dir DIR")
+                raise click.UsageError(
+                    "the settings name no plugins directory: pass --dir DIR, or add "
+                    'dirs = ["plugins"] under [default.plugins] in settings.toml'
+                )
             directory = dirs[0]
     path = write_provider_plugin(name, directory, force=force)
     click.echo(f"wrote {_where(str(path.resolve()))}")
