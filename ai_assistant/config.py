@@ -25,6 +25,13 @@ DEFAULT_ENV = "development"
 OWN_SECTIONS = ("plugins", "models", "chat")
 
 
+def user_config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/ai-assistant`` (``~/.config/ai-assistant`` when unset): the user-level
+    settings, used from any folder."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "ai-assistant"
+
+
 def env_var_name(key_path: str) -> str:
     """``models.openai.api_key`` -> ``AI_ASSISTANT_MODELS__OPENAI__API_KEY``."""
     return f"{ENVVAR_PREFIX}_" + "__".join(part.upper() for part in key_path.split("."))
