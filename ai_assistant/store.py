@@ -2,6 +2,9 @@
 
 WAL mode and one short transaction per write, so a process killed mid-reply leaves a consistent
 database (with the reply's text up to its last flush) and readers never wait on a writer.
+
+The file is private: created 0600 (SQLite gives its -wal and -shm files the same mode), in
+folders created 0700; folders that already exist keep their mode.
 """
 
 from __future__ import annotations
@@ -82,13 +85,33 @@ def default_store_path() -> Path:
     return Path(base) / "ai-assistant" / "history.db"
 
 
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parent 0700; folders that exist are left alone."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for item in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process just made it
+            item.mkdir(mode=0o700)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty ``path`` 0600 unless it exists (the mode of an existing file is kept)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Store:
     """The history database. Safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._in_memory = str(path) == ":memory:"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._in_memory:
+                _make_private_folders(self.path.parent)
+                _create_private_file(self.path)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=10
             )
