@@ -15,11 +15,12 @@ from typing import Any
 
 from .errors import ConfigError
 from .masking import collect_secret_values, is_secret_key, mask_tree, redact
+from .schema import KEYS
 
 ENVVAR_PREFIX = "AI_ASSISTANT"
 SETTINGS_FILE = "settings.toml"
 SECRETS_FILE = ".secrets.toml"
-LOCAL_FILE = "settings.local.toml"
+LOCAL_FILE = "settings.local.toml"  # read by Dynaconf itself, after the others
 DEFAULT_ENV = "development"
 # Tables that make a settings.toml recognisably this project's (see ``is_own_settings_file``).
 OWN_SECTIONS = ("plugins", "models", "chat")
@@ -66,6 +67,7 @@ class Config:
         self.warnings: list[tuple[str, str]] = []  # (file or key, message) for every command
         self._secret_paths: set[str] | None = None
         self._secret_values: set[str] | None = None
+        self._raw: dict[Path, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"Config(root={str(self.root)!r}, env={self.env!r})"
@@ -78,6 +80,32 @@ class Config:
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):
             return default
 
+    def value(self, key: str) -> Any:
+        """A host key's value, or its declared default (``schema.KEYS``) when it is unset or
+        invalid (``config validate`` reports the invalid ones)."""
+        spec = KEYS[key]
+        value = self.get(key)
+        if value is None or not spec.type_ok(value) or spec.range_problem(value):
+            import copy
+
+            return copy.deepcopy(spec.default)
+        return value
+
+    def raw(self, path: Path) -> dict[str, Any]:
+        """One settings file as written (read once)."""
+        if path not in self._raw:
+            self._raw[path] = _read_toml(path)
+        return self._raw[path]
+
+    def _environment_tables(self, path: Path) -> list[Mapping[str, Any]]:
+        """The ``[default]`` and active environment tables of one file."""
+        wanted = ("default", self.env)
+        return [
+            table
+            for name, table in self.raw(path).items()
+            if str(name).lower() in wanted and isinstance(table, Mapping)
+        ]
+
     def as_dict(self) -> dict[str, Any]:
         """The merged settings with lower-case top-level keys (Dynaconf upper-cases them)."""
         data = self.settings.as_dict()
@@ -88,11 +116,11 @@ class Config:
         """Every key set in ``.secrets.toml``: masked wherever settings are shown."""
         if self._secret_paths is None:
             self._secret_paths = set()
-            secrets_file = self.root / SECRETS_FILE
-            if secrets_file in self.files:
-                for env_table in _read_toml(secrets_file).values():
-                    if isinstance(env_table, Mapping):
-                        self._secret_paths.update(p.lower() for p in _leaf_paths(env_table))
+            for path in self.files:
+                if path.name.startswith(".secrets."):
+                    for env_table in self.raw(path).values():
+                        if isinstance(env_table, Mapping):
+                            self._secret_paths.update(p.lower() for p in _leaf_paths(env_table))
         return self._secret_paths
 
     @property
@@ -113,10 +141,21 @@ class Config:
         return redact(text, self.secret_values)
 
     def plugin_dirs(self) -> list[Path]:
-        """The plugin directories the settings name, relative to the settings file. None by
-        default: code is only imported from a folder somebody named."""
-        dirs = name_list(self.get("plugins.dirs"))
-        return [(self.root / d).resolve() for d in dirs]
+        """The plugin directories the settings name, each relative to the file naming it (an
+        environment variable's relative to the settings folder). None by default: code is only
+        imported from a folder somebody named."""
+        dirs = []
+        for path in self.files:
+            for table in self._environment_tables(path):
+                plugins = table.get("plugins")
+                if isinstance(plugins, Mapping):
+                    dirs += [path.parent / d for d in name_list(plugins.get("dirs"))]
+        raw = os.environ.get(env_var_name("plugins.dirs"))
+        if raw:
+            from dynaconf.utils.parse_conf import parse_conf_data
+
+            dirs += [self.root / d for d in name_list(parse_conf_data(raw, tomlfy=True))]
+        return list(dict.fromkeys(d.expanduser().resolve() for d in dirs))
 
     @property
     def enabled_plugins(self) -> list[str]:
@@ -229,10 +268,11 @@ def load_config(
             )
     else:
         main_file = find_settings_file(cwd, skipped)
-    root = main_file.parent if main_file else cwd
-
-    candidates = [main_file, root / SECRETS_FILE, root / LOCAL_FILE] if main_file else []
-    files = [p for p in candidates if p is not None and p.is_file()]
+    user_file = user_config_dir() / SETTINGS_FILE
+    if not user_file.is_file():
+        user_file = None
+    root = (main_file or user_file or cwd / SETTINGS_FILE).parent
+    files = layer_files([user_file, main_file])
     env_name = (env or os.environ.get(f"{ENVVAR_PREFIX}_ENV") or DEFAULT_ENV).lower()
 
     from dynaconf import Dynaconf
@@ -245,7 +285,8 @@ def load_config(
         environments=True,
         env_switcher=f"{ENVVAR_PREFIX}_ENV",
         env=env_name,
-        settings_files=[str(p) for p in files],
+        # Dynaconf reads each file's *.local.toml after all of them by itself
+        settings_files=[str(p) for p in files if ".local." not in p.name],
         root_path=str(root),
         merge_enabled=True,
         load_dotenv=False,
@@ -263,6 +304,7 @@ def load_config(
         raise _unparsable_value(files, exc) from None
     _coerce_environment_secrets(config)
     config.warnings.extend(_exposed_secrets_files(files))
+    config.warnings.extend(_tables_outside_environments(config))
     for name in dict.fromkeys(unset_variables):
         config.warnings.append(
             (
@@ -278,6 +320,54 @@ def load_config(
             hint="fix the keys above (see `ai-assistant config validate` for all checks)",
         )
     return config
+
+
+def layer_files(settings_files: Iterable[Path | None]) -> list[Path]:
+    """The files read, in the order they are laid on each other (later wins): each settings
+    file and the ``.secrets.toml`` beside it, then the ``*.local.toml`` of each, which Dynaconf
+    reads after all the others. Only files that exist; a folder reached twice counts once."""
+    folders = list(dict.fromkeys(p.parent for p in settings_files if p is not None))
+    names = [
+        (settings_file.name if settings_file else SETTINGS_FILE, SECRETS_FILE)
+        for settings_file in settings_files
+        if settings_file is not None
+    ]
+    main = [folder / name for folder, pair in zip(folders, names, strict=False) for name in pair]
+    local = [p.with_name(p.name.replace(".toml", ".local.toml")) for p in main]
+    return [p for p in main + local if p.is_file()]
+
+
+def _tables_outside_environments(config: Config) -> list[tuple[str, str]]:
+    """Tables like ``[models.x]`` (not ``[default.models.x]``): Dynaconf takes ``models`` for
+    an environment's name and ignores them, so a model would silently disappear."""
+    top_keys = {path for path in KEYS if "." not in path}
+    found = []
+    for path in config.files:
+        for key, value in config.raw(path).items():
+            if str(key).lower() in top_keys:
+                children = list(value) if isinstance(value, Mapping) else []
+                tables = (
+                    [f"{key}.{child}" for child in children]
+                    if children and all(isinstance(value[c], Mapping) for c in children)
+                    else [str(key)]
+                )
+                for table in tables:
+                    found.append(
+                        (
+                            str(path),
+                            f"[{table}] is outside an environment, so it is ignored: "
+                            f"write [default.{table}]",
+                        )
+                    )
+            elif not isinstance(value, Mapping) and not str(key).lower().startswith("dynaconf"):
+                found.append(
+                    (
+                        str(path),
+                        f"{key} is outside an environment, so it is ignored: put it under "
+                        "[default]",
+                    )
+                )
+    return found
 
 
 def _format_converter(unset_variables: list[str]) -> Callable[[str], Any]:
@@ -362,7 +452,7 @@ def defined_environments(config: Config) -> set[str]:
     """Environment names that have a table in any settings file."""
     names: set[str] = set()
     for path in config.files:
-        data = _read_toml(path)
+        data = config.raw(path)
         names.update(k.lower() for k, v in data.items() if isinstance(v, Mapping))
     return names
 
@@ -375,63 +465,6 @@ def _type_name(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "an array"
     return {str: "a string", int: "an integer", float: "a number"}.get(type(value), "a value")
-
-
-_NAMES = 'a list of plugin names, like ["echo"]'
-# (key, accepted types, what to write instead); a string is accepted where an environment
-# variable may give a comma-separated list.
-_HOST_KEYS: list[tuple[str, tuple[type, ...], str]] = [
-    ("plugins", (Mapping,), "a table [default.plugins]"),
-    ("plugins.dirs", (list, str), 'a list of directories, like ["contrib_providers"]'),
-    ("plugins.enabled", (list, str), _NAMES),
-    ("plugins.disabled", (list, str), _NAMES),
-    ("plugins.strict", (bool,), "true or false"),
-    ("models", (Mapping,), "a table of provider sections, like [default.models.echo]"),
-    ("chat", (Mapping,), "a table [default.chat]"),
-    ("chat.default_model", (str,), 'a model id, like "echo"'),
-    ("chat.fallbacks", (Mapping,), 'a table of model id = [fallback ids], like { "a" = ["b"] }'),
-    ("prompt", (Mapping,), "a table [default.prompt]"),
-    ("prompt.system", (str,), "a string"),
-    ("prompt.prefix", (str,), "a string"),
-    ("prompt.suffix", (str,), "a string"),
-    ("storage", (Mapping,), "a table [default.storage]"),
-    ("storage.path", (str,), 'a file path, like "history.db"'),
-    ("server", (Mapping,), "a table [default.server]"),
-    ("server.host", (str,), 'an address, like "127.0.0.1"'),
-    ("server.port", (int,), "a port number, like 8080"),
-    ("server.workers", (int,), "a number of worker processes, like 2"),
-    ("server.access_log", (bool,), "true or false"),
-    ("server.store_completions", (bool,), "true or false"),
-    ("server.api_keys", (Mapping,), 'a table of name = "key", in .secrets.toml'),
-    ("server.limits", (Mapping,), "a table [default.server.limits]"),
-    ("server.limits.max_body_bytes", (int,), "a number of bytes"),
-    ("server.limits.max_messages", (int,), "a number of messages"),
-    ("server.limits.max_prompt_chars", (int,), "a number of characters"),
-    ("server.limits.request_timeout", (int, float), "a number of seconds"),
-]
-# (least, greatest) accepted for the host's numeric keys; None: no bound
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "server.port": (1, 65535),
-    "server.workers": (1, None),
-    "server.limits.max_body_bytes": (1, None),
-    "server.limits.max_messages": (1, None),
-    "server.limits.max_prompt_chars": (1, None),
-    "server.limits.request_timeout": (0.001, None),
-}
-
-
-def range_problem(key: str, value: Any) -> str | None:
-    """Why a number is out of range for ``key`` (``must be between 1 and 65535``), or None."""
-    least, greatest = _RANGES.get(key, (None, None))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if least is not None and greatest is not None and not least <= value <= greatest:
-        return f"must be between {least} and {greatest}"
-    if least is not None and value < least:
-        return f"must be {'at least 1' if least == 1 else 'more than 0'}"
-    if greatest is not None and value > greatest:
-        return f"must be at most {greatest}"
-    return None
 
 
 def check_host_settings(config: Config) -> list[tuple[str, str]]:
@@ -449,13 +482,13 @@ def check_host_settings(config: Config) -> list[tuple[str, str]]:
     def wrong(key: str, value: Any, expected: str) -> None:
         problems.append((key, f"must be {expected}, not {_type_name(value)}{where(key)}"))
 
-    for key, types, expected in _HOST_KEYS:
+    for key, spec in KEYS.items():
         value = config.get(key)
         if value is None:
             continue
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            wrong(key, value, expected)
-        elif problem := range_problem(key, value):
+        if not spec.type_ok(value):
+            wrong(key, value, spec.expected)
+        elif problem := spec.range_problem(value):
             problems.append((key, problem + where(key)))
     for key in _non_string_secrets(config.as_dict()):
         problems.append(

@@ -149,12 +149,7 @@ class ProviderSection:
             return [], problems
         defaults = {k: v for k, v in section.items() if k != "models"}
         entries: list[ModelEntry] = []
-        for i, raw in enumerate(raw_models):
-            key_path = f"{self.path}.models[{i}]"
-            if not isinstance(raw, Mapping):
-                problems.append((key_path, f'must be a table, like {{ {self.id_from} = "..." }}'))
-                continue
-            own = _lower_keys(raw)
+        for key_path, own in self._model_tables(raw_models, problems):
             entry_problems = self._type_problems(own, key_path, "model")
             merged = {name: o.default for name, o in self.options.items() if o.default is not None}
             merged.update(_plain(defaults))
@@ -175,6 +170,28 @@ class ProviderSection:
                     entry.missing_secrets.append(f"{self.path}.{option.name}")
             entries.append(entry)
         return entries, problems
+
+    def _model_tables(
+        self, raw_models: list[Any], problems: list[tuple[str, str]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """``(key path, table)`` per model. A later entry with the id of an earlier one (from
+        settings.local.toml, say: the layers' arrays are joined) updates that entry key by
+        key, so a later layer can point a model at another endpoint."""
+        tables: dict[Any, tuple[str, dict[str, Any]]] = {}
+        for i, raw in enumerate(raw_models):
+            key_path = f"{self.path}.models[{i}]"
+            if not isinstance(raw, Mapping):
+                problems.append((key_path, f'must be a table, like {{ {self.id_from} = "..." }}'))
+                continue
+            own = _lower_keys(raw)
+            model_id = own.get("id") or own.get(self.id_from)
+            key = model_id if isinstance(model_id, str) and model_id else i
+            if key in tables:
+                first_path, first = tables[key]
+                tables[key] = (first_path, {**first, **own})
+            else:
+                tables[key] = (key_path, own)
+        return list(tables.values())
 
     def read(self, config: Any, registry: Any = None) -> list[ModelEntry]:
         """The usable model entries; each broken one is reported to ``registry`` (if given)."""

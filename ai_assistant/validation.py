@@ -11,6 +11,7 @@ from .errors import did_you_mean
 from .host import Host
 from .plugins import FAILED
 from .registry import MISSING_SECRET
+from .schema import unknown_keys
 
 ERROR = "error"
 WARNING = "warning"
@@ -55,14 +56,27 @@ def validate(host: Host) -> list[Finding]:
                 findings.append(Finding(WARNING, f"plugin {info.name}", problem))
     findings.extend(Finding(WARNING, key, message) for key, message in plugins.warnings)
 
+    for key, known in unknown_keys(config.as_dict()):
+        where = config.origin(key)
+        findings.append(
+            Finding(
+                WARNING,
+                key,
+                f"not a setting ai-assistant knows{did_you_mean(key.rsplit('.', 1)[-1], known)}"
+                + (f" (set in {where})" if where else ""),
+            )
+        )
+
     loaded = set(plugins.plugins)
-    for section in config.get("models") or {}:
+    models = config.get("models")
+    for section in models if isinstance(models, Mapping) else ():
         if str(section).lower() not in loaded:
             findings.append(
                 Finding(
                     WARNING,
                     f"models.{section}",
-                    "no plugin of this name is loaded, so nothing reads this section",
+                    "no plugin of this name is loaded, so nothing reads this section"
+                    + did_you_mean(str(section).lower(), loaded),
                 )
             )
 

@@ -21,12 +21,13 @@ models = [{ id = "echo" }]
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
-    """No AI_ASSISTANT_* variable from the developer's shell leaks into a test, and nothing is
-    written to the developer's own data directory."""
+    """No AI_ASSISTANT_* variable from the developer's shell leaks into a test, no user-level
+    settings are read, and nothing is written to the developer's own data directory."""
     for name in list(os.environ):
         if name.startswith("AI_ASSISTANT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
 class Project:

@@ -105,7 +105,7 @@ def test_a_parent_settings_file_of_another_project_is_not_adopted(tmp_path, monk
     assert f"# skipped {tmp_path / 'settings.toml'}: not an ai-assistant settings file" in (
         shown.stdout
     )
-    assert "files: none" in shown.stdout
+    assert "# files read: none" in shown.stdout
     verbose = run("-v", "models", "list")
     assert f"skipped {tmp_path / 'settings.toml'}" in verbose.stderr
 

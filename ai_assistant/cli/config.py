@@ -31,24 +31,32 @@ def config() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
 )
+@click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
 @global_options
-def show(key: str | None, fmt: str) -> None:
-    """Print the merged settings, or the value at KEY (like models.echo), secrets masked."""
+def show(key: str | None, fmt: str, as_json: bool) -> None:
+    """Print the merged settings, or the value at KEY (like models.echo), secrets masked.
+
+    The TOML can be pasted into a settings file as it is: it sits under [default]."""
     cfg = get_config(check=False)
     value = masked_value(cfg, key)
-    if fmt == "json":
+    if as_json or fmt == "json":
         echo_json(value)
         return
-    files = ", ".join(str(p) for p in cfg.files) or "none (built-in defaults)"
-    click.echo(f"# environment: {cfg.env}; files: {files}; secrets are masked")
+    click.echo(f"# environment: {cfg.env}; secrets are masked")
+    if cfg.files:
+        click.echo("# files read, in order (later wins):")
+        for path in cfg.files:
+            click.echo(f"#   {path}")
+    else:
+        click.echo("# files read: none (built-in defaults)")
     for path in cfg.skipped:
         click.echo(f"# skipped {path}: not an ai-assistant settings file")
-    if isinstance(value, dict):
-        import tomli_w
+    import tomli_w
 
-        click.echo(tomli_w.dumps(_plain(value)).rstrip())
-    else:
-        click.echo(value)
+    nested: object = _plain(value)
+    for part in reversed(["default", *(key.split(".") if key else [])]):
+        nested = {part: nested}
+    click.echo(tomli_w.dumps(nested).rstrip())
 
 
 @config.command("validate")
@@ -56,7 +64,7 @@ def show(key: str | None, fmt: str) -> None:
 def validate_command() -> None:
     """Check every section and plugin; report all problems at once, with the key at fault."""
     opts = options()
-    host = load_host(config=get_config(check=False), plugins_dirs=opts.plugins_dir)
+    host = load_host(config=get_config(check=False, report=False), plugins_dirs=opts.plugins_dir)
     findings = validate(host)
     files = ", ".join(str(p) for p in host.config.files) or "no settings file"
     click.echo(f"checked: {files} (environment: {host.config.env})")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ..config import Config, load_config
+from ..config import SETTINGS_FILE, Config, load_config, user_config_dir
 from ..errors import AiAssistantError
 from ..host import Host, load_host
 from ..masking import redact as redact_urls
@@ -96,10 +97,11 @@ def global_options(command: Any) -> Any:
     return command
 
 
-def get_config(ctx: click.Context | None = None, check: bool = True) -> Config:
+def get_config(ctx: click.Context | None = None, check: bool = True, report: bool = True) -> Config:
     """The settings for this invocation, loaded once, with their warnings (a readable
-    ``.secrets.toml``, an unset variable) on stderr. Commands that need no model use this
-    alone: no plugin is imported."""
+    ``.secrets.toml``, an unset variable) on stderr unless ``report`` is false (for commands
+    that show them themselves). Commands that need no model use this alone: no plugin is
+    imported."""
     root = (ctx or click.get_current_context()).find_root()
     config = root.meta.get(_CONFIG)
     if config is None:
@@ -110,8 +112,16 @@ def get_config(ctx: click.Context | None = None, check: bool = True) -> Config:
             click.echo(f"settings: {', '.join(map(str, config.files)) or 'none'}", err=True)
             for path in config.skipped:
                 click.echo(f"settings: skipped {path} (not ai-assistant's)", err=True)
+        if not report:
+            return config
         for key, message in config.warnings:
             warn(f"{key}: {message}")
+        if not config.files:
+            warn(
+                f"no settings file: looked for {SETTINGS_FILE} in {Path.cwd()} and its parents, "
+                f"and in {user_config_dir()}; run `ai-assistant init` (this folder) or "
+                "`ai-assistant init --user` (every folder)"
+            )
     return config
 
 
