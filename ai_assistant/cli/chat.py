@@ -11,10 +11,26 @@ import click
 
 from ..chat import Chat, open_store
 from .context import PROCESS_START, get_host, global_options, options
+from .render import ReplyView, is_terminal
+
+_VIEW: ReplyView | None = None  # the reply on screen now, so a notice does not break its lines
 
 
 def _notice(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
+    line = f"note: {message}"
+    if _VIEW is not None:
+        _VIEW.notice(line)
+    else:
+        click.echo(line, err=True)
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def render_wanted(no_render: bool) -> bool:
+    """Markdown on a terminal, unless --no-render; raw text into a pipe or a file."""
+    return not no_render and is_terminal(sys.stdout)
 
 
 def _show_prompt(session: Chat, text: str) -> None:
@@ -22,33 +38,40 @@ def _show_prompt(session: Chat, text: str) -> None:
         click.echo(f"[{message.type}] {message.content}", err=True)
 
 
-def answer(session: Chat, text: str, show_prompt: bool = False, timing: bool = False) -> None:
-    """Stream one reply to stdout, each piece as it arrives."""
+def answer(
+    session: Chat,
+    text: str,
+    show_prompt: bool = False,
+    timing: bool = False,
+    render: bool = False,
+) -> None:
+    """Stream one reply to stdout, each piece as it arrives (drawn as Markdown if ``render``),
+    with a spinner on stderr until the first one when stderr is a terminal."""
+    global _VIEW
     if show_prompt:
         _show_prompt(session, text)
-    out = sys.stdout
     sent = time.perf_counter()
     first = None
-    stream = session.stream(text)
+    label = f"waiting for {session.model_id}"
+    view = _VIEW = ReplyView(label, render=render, echo_err=_echo_err).start()
     try:
-        for token in stream:
-            if first is None:
-                first = time.perf_counter()
-            out.write(token)
-            out.flush()
-    except KeyboardInterrupt:
-        # Ctrl-C may land while the stream waits at a yield: hand it in, so the reply is
-        # recorded as interrupted by the user rather than abandoned.
-        with contextlib.suppress(KeyboardInterrupt, StopIteration):
-            stream.throw(KeyboardInterrupt())
-        raise
+        stream = session.stream(text)
+        try:
+            for token in stream:
+                if first is None:
+                    first = time.perf_counter()
+                view.write(token)
+        except KeyboardInterrupt:
+            # Ctrl-C may land while the stream waits at a yield: hand it in, so the reply is
+            # recorded as interrupted by the user rather than abandoned.
+            with contextlib.suppress(KeyboardInterrupt, StopIteration):
+                stream.throw(KeyboardInterrupt())
+            raise
     finally:
-        reply = session.last_reply
-        if reply is not None and reply.text and not reply.text.endswith("\n"):
-            out.write("\n")
-            out.flush()
+        _VIEW = None
+        view.close()
         if timing:
-            _timing(sent, first, reply)
+            _timing(sent, first, session.last_reply)
 
 
 def _timing(sent: float, first: float | None, reply) -> None:  # noqa: ANN001
@@ -79,8 +102,13 @@ def _terminate(signum, frame):  # noqa: ANN001, ARG001
 @click.option("--cid", metavar="ID", help="Continue the conversation with this id (or id prefix).")
 @click.option("--no-log", is_flag=True, help="Do not store this exchange.")
 @click.option("--show-prompt", is_flag=True, help="Print the messages sent, to stderr.")
+@click.option(
+    "--no-render",
+    is_flag=True,
+    help="Print the reply as it comes, without drawing its Markdown (off when not a terminal).",
+)
 @global_options
-def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt) -> None:  # noqa: ANN001
+def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_render) -> None:  # noqa: ANN001
     """Ask a model; with no PROMPT on a terminal, start an interactive session.
 
     The prompt may also come from stdin: `echo hi | ai-assistant chat -m echo`. Without -m the
@@ -104,13 +132,19 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt) -> None:
         if sys.stdin is not None and sys.stdin.isatty():
             from .repl import run_repl
 
-            run_repl(session, show_prompt=show_prompt or verbose)
+            run_repl(session, show_prompt=show_prompt or verbose, render=render_wanted(no_render))
             return
         raise click.UsageError("no prompt: give one as an argument or on stdin")
     text = "\n\n".join(part.strip("\n") for part in (piped, prompt) if part)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        answer(session, text, show_prompt=show_prompt or verbose, timing=verbose)
+        answer(
+            session,
+            text,
+            show_prompt=show_prompt or verbose,
+            timing=verbose,
+            render=render_wanted(no_render),
+        )
     except KeyboardInterrupt:
         click.echo("interrupted: the partial reply is kept in the history", err=True)
         sys.exit(130)
