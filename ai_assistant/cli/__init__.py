@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
+from typing import Any
 
 import click
 
@@ -18,6 +20,8 @@ BUILTIN_COMMANDS = {
     "chat": "ai_assistant.cli.chat:chat",
     "conversations": "ai_assistant.cli.conversations:conversations",
     "serve": "ai_assistant.cli.serve:serve",
+    "init": "ai_assistant.cli.init:init",
+    "secrets": "ai_assistant.cli.secrets:secrets",
 }
 
 
@@ -36,6 +40,27 @@ class RootGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         return load_plugin_commands(ctx).get(name)
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's own errors (a bad option, a missing argument) in the style of the host's:
+        ``error: ...`` and a hint, on stderr."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.UsageError as exc:
+            message = exc.format_message()
+            click.echo(f"error: {message[:1].lower()}{message[1:]}", err=True)
+            if exc.ctx is not None:
+                click.echo(f"  hint: see `{exc.ctx.command_path} --help`", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -50,7 +75,9 @@ class RootGroup(click.Group):
         ctx.exit(1)
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    name="ai-assistant", cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @global_options
 @click.version_option(package_name="ai-assistant", prog_name="ai-assistant")
 def cli() -> None:

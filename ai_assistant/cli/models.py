@@ -6,7 +6,7 @@ import click
 
 from ..registry import MISSING_SECRET
 from .context import get_host, global_options
-from .output import echo_json, render_table, warn
+from .output import echo_json, format_options, render_table, warn
 
 _MODEL_KEYS = ("model_name", "deployment")
 _ENDPOINT_KEYS = ("endpoint", "base_url")
@@ -16,24 +16,21 @@ def _first(info: dict, keys: tuple[str, ...]) -> str:
     return next((str(info[k]) for k in keys if info.get(k) not in (None, "")), "")
 
 
-@click.group()
+@click.group(invoke_without_command=True)
+@format_options("table", "json", "ids")
 @global_options
-def models() -> None:
-    """List and inspect the chat models that plugins registered."""
+@click.pass_context
+def models(ctx: click.Context, fmt: str) -> None:
+    """List and inspect the chat models that plugins registered (no command: list them)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_models, fmt=fmt)
 
 
 @models.command("list")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "ids"]),
-    default="table",
-    show_default=True,
-    help="ids prints one id per line.",
-)
+@format_options("table", "json", "ids")
 @click.option("--plugin", help="Only models registered by this plugin.")
 @global_options
-def list_models(fmt: str, plugin: str | None) -> None:
+def list_models(fmt: str = "table", plugin: str | None = None) -> None:
     """List every registered model with its plugin and status."""
     host = get_host()
     entries = [m for m in host.registry if plugin is None or m.plugin == plugin]
@@ -62,9 +59,7 @@ def list_models(fmt: str, plugin: str | None) -> None:
 
 @models.command("show")
 @click.argument("model_id")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_options("text", "json")
 @global_options
 def show_model(model_id: str, fmt: str) -> None:
     """Show one model's plugin, status and settings (never its secrets)."""

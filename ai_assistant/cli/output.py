@@ -7,7 +7,39 @@ from typing import Any
 
 import click
 
-FORMATS = click.Choice(["table", "json"])
+
+def format_options(*choices: str) -> Any:
+    """``--format`` (the first choice is the default) and ``--json``, its short form: every
+    command that lists or shows things takes both, with the same names. The command receives
+    ``fmt``, already "json" when ``--json`` was given."""
+
+    def use_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.meta["ai_assistant.json"] = True
+
+    def chosen(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+        return "json" if ctx.meta.get("ai_assistant.json") else value
+
+    def decorate(command: Any) -> Any:
+        command = click.option(
+            "--json",
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,  # before --format, whatever order they were given in
+            callback=use_json,
+            help="Short for --format json.",
+        )(command)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(list(choices)),
+            default=choices[0],
+            show_default=True,
+            callback=chosen,
+            help="Output format.",
+        )(command)
+
+    return decorate
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
