@@ -5,21 +5,38 @@ database (with the reply's text up to its last flush) and readers never wait on 
 
 The file is private: created 0600 (SQLite gives its -wal and -shm files the same mode), in
 folders created 0700; folders that already exist keep their mode.
+
+Who is writing a ``streaming`` reply: each process that writes replies is a *writer*, with a row
+in ``writers`` (pid and host, for people to read) and a lock file in ``<database>-writers/`` on
+which it holds an exclusive ``flock`` for as long as its store is open. The kernel drops that lock
+whenever the process ends, kill -9 included, so a reader that can take the lock knows that no
+live process owns the writer's replies, and marks them ``interrupted`` ("the process ended").
+Unlike a pid, a lock cannot be inherited by an unrelated process that reuses the number; unlike a
+heartbeat, it needs no clock, no background thread and no staleness horizon, so a slow or paused
+writer is never mistaken for a dead one. It holds across gateway workers and across hosts that
+share the folder, wherever the file system honours locks -- which SQLite needs anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import AiAssistantError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: writers are not tracked, replies stay streaming
+    fcntl = None  # type: ignore[assignment]
 
 # Each migration runs once, in order, in its own transaction; applied versions are recorded in
 # schema_migrations. Never edit a published migration: add the next number.
@@ -63,12 +80,38 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX conversations_by_owner ON conversations (owner, updated_at);
         """,
     ),
+    (
+        3,
+        """
+        -- the processes writing replies (see the module docstring): pid and host are for people,
+        -- liveness comes from each writer's lock file
+        CREATE TABLE writers (
+            id TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        );
+        ALTER TABLE messages ADD COLUMN writer TEXT;
+        CREATE INDEX messages_streaming ON messages (writer) WHERE status = 'streaming';
+        -- replies left streaming before writers were recorded: their processes cannot be told
+        -- apart, and in practice they were killed (a live one's final status still overwrites)
+        UPDATE messages SET status = 'interrupted', error = 'the process ended',
+            completed_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+            WHERE status = 'streaming';
+        """,
+    ),
 ]
 
 COMPLETE = "complete"
 STREAMING = "streaming"
 INTERRUPTED = "interrupted"
 FAILED = "failed"
+
+PROCESS_ENDED = "the process ended"  # the error of a reply whose writer died mid-stream
+
+# writer ids held by stores open in this process: alive by definition, and never probed (where
+# flock is emulated with POSIX locks, as on NFS, probing one's own lock would release it)
+_OWN_WRITERS: set[str] = set()
 
 
 class UnknownConversationError(AiAssistantError, LookupError):
@@ -102,12 +145,27 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def _release_writer(writer_id: str, fd: int, lock_path: Path) -> None:
+    """Give up a writer's lock and its file (at close, or when the store is collected)."""
+    _OWN_WRITERS.discard(writer_id)
+    with contextlib.suppress(OSError):
+        lock_path.unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 class Store:
     """The history database. Safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._in_memory = str(path) == ":memory:"
+        # every process must find the same lock files, however it names the database
+        real = self.path.expanduser().resolve()
+        self.writers_dir = real.with_name(real.name + "-writers")
+        self._writer_id: str | None = None
+        self._writer_release: weakref.finalize | None = None
+        self._writer_lock = threading.Lock()  # one writer per store, even if threads race
         try:
             if not self._in_memory:
                 _make_private_folders(self.path.parent)
@@ -128,6 +186,10 @@ class Store:
         self._migrate()
 
     def close(self) -> None:
+        if self._writer_release is not None and self._writer_release.alive:
+            with contextlib.suppress(sqlite3.Error):
+                self._write("DELETE FROM writers WHERE id = ?", (self._writer_id,))
+            self._writer_release()
         self._db.close()
 
     def __repr__(self) -> str:
@@ -196,6 +258,109 @@ class Store:
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
 
+    # -- writers: who owns a streaming reply -------------------------------------------------
+
+    def _writer(self) -> str | None:
+        """This store's writer id, registered on first use: lock file first, then the row, so a
+        reader never sees a writer whose lock is not yet held. None where locks are unavailable
+        (the replies then stay ``streaming`` if the process dies, as before)."""
+        if self._writer_id is not None or self._in_memory or fcntl is None:
+            return self._writer_id
+        with self._writer_lock:
+            if self._writer_id is None:
+                self._writer_id = self._register_writer()
+        return self._writer_id
+
+    def _register_writer(self) -> str | None:
+        writer_id = uuid.uuid4().hex
+        lock_path = self.writers_dir / f"{writer_id}.lock"
+        fd = -1
+        try:
+            _make_private_folders(self.writers_dir)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if fd >= 0:
+                _release_writer(writer_id, fd, lock_path)
+            return None
+        _OWN_WRITERS.add(writer_id)
+        self._writer_release = weakref.finalize(self, _release_writer, writer_id, fd, lock_path)
+        try:
+            self._write(
+                "INSERT INTO writers (id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+                (writer_id, os.getpid(), socket.gethostname(), now()),
+            )
+        except BaseException:
+            self._writer_release()
+            raise
+        return writer_id
+
+    def _writer_is_dead(self, writer_id: str) -> bool:
+        """True when no live process holds the writer's lock. Unsure is alive: a file that
+        cannot be opened or locked for another reason never marks a reply."""
+        if writer_id in _OWN_WRITERS or fcntl is None:
+            return False
+        try:
+            fd = os.open(self.writers_dir / f"{writer_id}.lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return True  # its process ended and a reader already cleaned up after it
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: its process is alive (or the lock cannot be tested)
+        finally:
+            os.close(fd)  # a successful probe's lock goes with it
+        return True
+
+    def _sweep(self) -> set[str]:
+        """Mark the streaming replies of writers whose process has ended as interrupted, and
+        forget those writers. Cheap when nothing died: one small query and one lock probe per
+        other live writer process. Returns the dead writers whose replies could not be marked
+        (a read-only file, a busy database), for readers to correct in what they return."""
+        with self._lock:
+            writers = {r[0] for r in self._db.execute("SELECT id FROM writers")}
+            # and writers whose row is gone (a store closed mid-reply): the partial index holds
+            # only streaming replies, so this stays small
+            writers.update(
+                r[0]
+                for r in self._db.execute(
+                    "SELECT DISTINCT writer FROM messages "
+                    "WHERE status = 'streaming' AND writer IS NOT NULL"
+                )
+            )
+        dead = sorted(w for w in writers if self._writer_is_dead(w))
+        if not dead:
+            return set()
+        marks = ",".join("?" * len(dead))
+        try:
+            with self._lock:
+                # readers must not wait long on another process's write: try briefly, and
+                # leave the marking to the next reader if the database stays busy
+                self._db.execute("PRAGMA busy_timeout = 200")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._db.execute(
+                            "UPDATE messages SET status = ?, error = ?, completed_at = ? "
+                            f"WHERE status = 'streaming' AND writer IN ({marks})",
+                            (INTERRUPTED, PROCESS_ENDED, now(), *dead),
+                        )
+                        self._db.execute(f"DELETE FROM writers WHERE id IN ({marks})", dead)
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                    self._db.execute("COMMIT")
+                finally:
+                    self._db.execute("PRAGMA busy_timeout = 10000")
+        except sqlite3.Error:
+            return set(dead)
+        for writer_id in dead:
+            with contextlib.suppress(OSError):
+                (self.writers_dir / f"{writer_id}.lock").unlink()
+        return set()
+
     # -- conversations -----------------------------------------------------------------------
 
     @staticmethod
@@ -234,16 +399,26 @@ class Store:
     def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
         """The conversation with its messages, oldest first."""
         conversation_id = self.resolve(id_or_prefix, owner)
+        unmarked = self._sweep()
         conv = self._read("SELECT * FROM conversations WHERE id = ?", (conversation_id,))[0]
         conv["messages"] = self._read(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            "SELECT m.*, w.pid AS writer_pid, w.host AS writer_host FROM messages m "
+            "LEFT JOIN writers w ON w.id = m.writer AND m.status = ? "
+            "WHERE m.conversation_id = ? ORDER BY m.id",
+            (STREAMING, conversation_id),
         )
+        for message in conv["messages"]:
+            if message["status"] == STREAMING and message["writer"] in unmarked:
+                message.update(
+                    status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
+                )
         return conv
 
     def conversations(
         self, limit: int | None = None, owner: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest first, with a message count."""
+        self._sweep()
         where, extra = self._owned(owner)
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
@@ -275,10 +450,11 @@ class Store:
         model_id: str | None,
         status: str,
         stamp: str,
+        writer: str | None = None,
     ) -> int:
         cursor = self._db.execute(
             "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at, "
-            "completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "completed_at, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 conversation_id,
                 role,
@@ -287,6 +463,7 @@ class Store:
                 status,
                 stamp,
                 stamp if status == COMPLETE else None,
+                writer,
             ),
         )
         self._db.execute(
@@ -305,7 +482,9 @@ class Store:
     ) -> tuple[str, int]:
         """One transaction for the start of an exchange: the conversation (new when
         ``conversation_id`` is None), the user's messages, and the assistant's reply, empty and
-        ``streaming``. Returns (conversation id, reply message id)."""
+        ``streaming``, owned by this process's writer. Returns (conversation id, reply message
+        id)."""
+        writer = self._writer()
         stamp = now()
         with self._transaction():
             if conversation_id is None:
@@ -327,7 +506,7 @@ class Store:
             for text in user_texts:
                 self._insert_message(conversation_id, "user", text, None, COMPLETE, stamp)
             reply_id = self._insert_message(
-                conversation_id, "assistant", "", model_id, STREAMING, stamp
+                conversation_id, "assistant", "", model_id, STREAMING, stamp, writer
             )
         return conversation_id, reply_id
 

@@ -3,6 +3,7 @@ signals mid-stream keep the history consistent, and the interactive session work
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -41,7 +42,11 @@ def _read_until(proc: subprocess.Popen, text: bytes, timeout: float = 60) -> byt
         ready, _, _ = select.select([proc.stdout], [], [], left)
         if ready:
             chunk = os.read(proc.stdout.fileno(), 4096)
-            assert chunk, f"stdout closed before {text!r}; got {seen!r}"
+            if not chunk:
+                proc.wait(timeout=30)
+                raise AssertionError(
+                    f"stdout closed before {text!r}; got {seen!r}; stderr: {proc.stderr.read()!r}"
+                )
             seen += chunk
     return seen
 
@@ -100,9 +105,95 @@ def test_killing_the_process_mid_stream_leaves_a_consistent_database(chat_projec
     finally:
         upstream.gate.set()
     message = _last_assistant(chat_project)  # integrity_check passes
-    assert message["status"] == "streaming"  # it never finished, and says so
+    assert message["status"] == "streaming"  # as the killed process left it: nobody read it yet
     after = chat_project.run("chat", "-m", "good", "still works")
     assert after.stdout == "upstream: still works\n"
+    killed = _conversations(chat_project)[1]
+    assert killed["messages"][1]["status"] == "interrupted"  # a reader corrected it
+    assert killed["messages"][1]["content"] == "upstream:"
+
+
+SLOW_ECHO = """
+[default.storage]
+path = "history.db"
+[default.models.echo]
+models = [{ id = "echo" }, { id = "slow", delay = 1, prefix = "slow echo: " }]
+"""
+
+
+def _conversations(project) -> list[dict]:
+    """Every conversation as `conversations show --json` gives it, newest first."""
+    listed = project.run("conversations", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    shown = []
+    for row in json.loads(listed.stdout):
+        result = project.run("conversations", "show", row["id"], "--json")
+        assert result.exit_code == 0, result.output
+        shown.append(json.loads(result.stdout))
+    return shown
+
+
+def _shown(project, conversation_id: str) -> str:
+    result = project.run("conversations", "show", conversation_id)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_a_reply_whose_process_was_killed_is_shown_interrupted(project):
+    project.write("settings.toml", SLOW_ECHO)
+    proc = _spawn(project, "chat", "-m", "slow", " ".join(["word"] * 60))
+    try:
+        _read_until(proc, b"slow echo:")
+        proc.send_signal(signal.SIGKILL)  # no handler runs: the row is left `streaming`
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    (conv,) = _conversations(project)
+    reply = conv["messages"][1]
+    assert reply["status"] == "interrupted"
+    assert reply["error"] == "the process ended"
+    assert reply["completed_at"] is not None
+    text = _shown(project, conv["id"])
+    assert "interrupted: the process ended" in text and "streaming" not in text
+    # the correction is stored, so every reader (and the raw file) agrees from now on
+    assert _last_assistant(project)["status"] == "interrupted"
+
+
+def test_a_live_reply_stays_streaming_beside_a_killed_one(chat_project, upstream):
+    """Two writers at once, as two gateway workers would be: the killed one's reply is marked
+    interrupted, the live one's is not touched and says who is writing it."""
+    project = chat_project
+    settings = project.root / "settings.toml"
+    settings.write_text(
+        settings.read_text().replace(
+            '{ id = "echo" }',
+            '{ id = "echo" }, { id = "crawl", delay = 1, prefix = "slow echo: " }',
+        )
+    )
+    live = _spawn(project, "chat", "-m", "gated", "a b c")
+    killed = _spawn(project, "chat", "-m", "crawl", " ".join(["word"] * 60))
+    try:
+        _read_until(live, b"upstream:")
+        _read_until(killed, b"slow echo:")
+        killed.kill()
+        killed.wait(timeout=30)
+        by_model = {c["model"]: c for c in _conversations(project)}
+        assert by_model["crawl"]["messages"][1]["status"] == "interrupted"
+        assert by_model["crawl"]["messages"][1]["error"] == "the process ended"
+        streaming = by_model["gated"]["messages"][1]
+        assert streaming["status"] == "streaming" and streaming["error"] is None
+        text = _shown(project, by_model["gated"]["id"])
+        assert f"streaming: being written by pid {live.pid} on " in text
+        assert "interrupted" not in text
+        upstream.gate.set()
+        out, _ = live.communicate(timeout=60)
+    finally:
+        upstream.gate.set()
+        live.kill()
+        killed.kill()
+    assert live.returncode == 0 and out.endswith(b"a b c\n")
+    finished = {c["model"]: c for c in _conversations(project)}["gated"]["messages"][1]
+    assert finished["status"] == "complete" and finished["content"] == "upstream: a b c"
 
 
 def test_interactive_session_on_a_terminal(project):

@@ -1,28 +1,47 @@
-"""The history database: numbered migrations upgrade an older file in place."""
+"""The history database: numbered migrations upgrade an older file in place, and a reply whose
+process ended mid-stream is marked interrupted for every reader, while a live one is not."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import textwrap
 
+from starlette.testclient import TestClient
+
+from ai_assistant import load_host
 from ai_assistant import store as store_module
+from ai_assistant.server import create_app
 from ai_assistant.store import Store
 
 
 def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monkeypatch):
     path = tmp_path / "history.db"
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    # a reply left streaming by a version that did not record writers
     old = Store(path)
     old.close()
     db = sqlite3.connect(path)
     db.execute("INSERT INTO conversations VALUES ('c1', 'kept', 'echo', NULL, 't', 't')")
+    db.execute(
+        "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at) "
+        "VALUES ('c1', 'assistant', 'half a', 'echo', 'streaming', 't')"
+    )
     db.commit()
     db.close()
     monkeypatch.undo()
 
     upgraded = Store(path)
-    assert upgraded.schema_version() == len(store_module.MIGRATIONS) == 2
+    assert upgraded.schema_version() == len(store_module.MIGRATIONS) == 3
     conv = upgraded.conversation("c1")
     assert conv["title"] == "kept" and conv["owner"] is None
+    (legacy,) = conv["messages"]
+    assert (legacy["status"], legacy["error"]) == ("interrupted", "the process ended")
+    assert legacy["content"] == "half a" and legacy["completed_at"]
     conversation_id, reply_id = upgraded.start_exchange(None, "echo", ["hi"], owner="alice")
     assert [c["id"] for c in upgraded.conversations(owner="alice")] == [conversation_id]
     assert {c["id"] for c in upgraded.conversations()} == {"c1", conversation_id}
@@ -31,4 +50,113 @@ def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monke
         .execute("SELECT version FROM schema_migrations ORDER BY version")
         .fetchall()
     )
-    assert applied == [(1,), (2,)]
+    assert applied == [(1,), (2,), (3,)]
+
+
+def _reply(store: Store, conversation_id: str) -> dict:
+    return store.conversation(conversation_id)["messages"][-1]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from ai_assistant.store import Store
+store = Store(sys.argv[1])
+conversation_id, _ = store.start_exchange(None, "echo", ["hi"])
+print(conversation_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_writer(path) -> str:
+    """A process that starts a reply and is killed: the id of its conversation."""
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_a_reply_of_a_killed_writer_is_interrupted_for_the_gateway_api_too(project):
+    conversation_id = _killed_writer(project.root / "history.db")
+    raw = sqlite3.connect(project.root / "history.db")
+    assert raw.execute("SELECT status FROM messages WHERE role = 'assistant'").fetchone() == (
+        "streaming",
+    )
+    store = Store(project.root / "history.db")
+    with TestClient(create_app(load_host(), store=store)) as client:
+        detail = client.get(f"/api/chat/{conversation_id}").json()
+    reply = detail["messages"][-1]
+    assert (reply["status"], reply["error"]) == ("interrupted", "the process ended")
+
+
+def test_a_live_pid_does_not_keep_a_dead_writer_alive(tmp_path):
+    """A writer is alive while its lock is held, not while some process has its pid: here the
+    recorded pid is this very process (as after pid reuse), yet nobody holds the lock."""
+    store = Store(tmp_path / "history.db")
+    conversation_id, reply_id = store.start_exchange(None, "echo", ["hi"])
+    db = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
+    db.execute(
+        "INSERT INTO writers (id, pid, host, started_at) VALUES ('w-reused', ?, ?, 't')",
+        (os.getpid(), socket.gethostname()),
+    )
+    db.execute("UPDATE messages SET writer = 'w-reused' WHERE id = ?", (reply_id,))
+    reply = _reply(store, conversation_id)
+    assert (reply["status"], reply["error"]) == ("interrupted", "the process ended")
+    assert db.execute("SELECT COUNT(*) FROM writers WHERE id = 'w-reused'").fetchone() == (0,)
+
+
+def test_live_writers_in_this_process_and_in_another_stay_streaming(tmp_path):
+    path = tmp_path / "history.db"
+    writer, reader = Store(path), Store(path)
+    mine, _ = writer.start_exchange(None, "echo", ["hi"])
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                from ai_assistant.store import Store
+                store = Store(sys.argv[1])
+                print(store.start_exchange(None, "echo", ["hi"])[0], flush=True)
+                sys.stdin.read()  # alive until the test closes stdin
+                """
+            ),
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        theirs = other.stdout.readline().strip()
+        for conversation_id, pid in ((mine, os.getpid()), (theirs, other.pid)):
+            reply = _reply(reader, conversation_id)
+            assert reply["status"] == "streaming" and reply["error"] is None
+            assert (reply["writer_pid"], reply["writer_host"]) == (pid, socket.gethostname())
+    finally:
+        other.stdin.close()
+        other.wait(timeout=30)
+    # it exited without finishing its reply: now nobody owns it
+    assert _reply(reader, theirs)["status"] == "interrupted"
+    assert _reply(reader, mine)["status"] == "streaming"
+    writer.close()  # a store closed mid-reply leaves no owner either
+    assert _reply(reader, mine)["error"] == "the process ended"
+
+
+def test_a_busy_database_still_reads_corrected_and_marks_later(tmp_path):
+    path = tmp_path / "history.db"
+    conversation_id = _killed_writer(path)
+    store = Store(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process is writing: the reader cannot mark
+    try:
+        reply = _reply(store, conversation_id)
+        assert (reply["status"], reply["error"]) == ("interrupted", "the process ended")
+        raw = blocker.execute("SELECT status FROM messages WHERE role = 'assistant'").fetchone()
+        assert raw == ("streaming",)
+    finally:
+        blocker.execute("ROLLBACK")
+    assert _reply(store, conversation_id)["status"] == "interrupted"
+    raw = blocker.execute("SELECT status FROM messages WHERE role = 'assistant'").fetchone()
+    assert raw == ("interrupted",)

@@ -57,7 +57,15 @@ def _describe(message: dict) -> str:
             parts.append(f"{message['latency_ms']} ms")
         if message["output_tokens"] is not None:
             parts.append(f"{message['input_tokens']}/{message['output_tokens']} tokens")
-        if message["status"] != "complete":
+        if message["status"] == "streaming":
+            # live: the store has already marked the replies of ended processes interrupted
+            writer = message.get("writer_pid")
+            parts.append(
+                f"streaming: being written by pid {writer} on {message['writer_host']}"
+                if writer is not None
+                else "streaming: writer unknown"
+            )
+        elif message["status"] != "complete":
             parts.append(message["status"] + (f": {message['error']}" if message["error"] else ""))
     return " · ".join(parts)
 
