@@ -21,7 +21,11 @@ class PluginError(AiAssistantError):
     """A plugin failed and strict mode is on."""
 
 
-class UnknownModelError(AiAssistantError, LookupError):
+class UnknownItemError(AiAssistantError, LookupError):
+    """Nothing of the requested kind is registered under the requested id."""
+
+
+class UnknownModelError(UnknownItemError):
     """No model is registered under the requested id."""
 
 

@@ -61,5 +61,5 @@ def load_host(
     plugins = Plugins(config, extra_dirs=[Path(d) for d in plugins_dirs])
     plugins.load()
     registry = ModelRegistry(mask=config.mask)
-    plugins.register_models(registry)
+    plugins.register("register_models", registry)
     return Host(config, plugins, registry, strict=config.strict if strict is None else strict)

@@ -24,7 +24,7 @@ from .hookspecs import PROJECT_NAME
 
 if TYPE_CHECKING:
     from .config import Config
-    from .registry import ModelRegistry
+    from .registry import PluginRegistry, Registry
 
 ENTRY_POINT_GROUP = "ai_assistant"
 # a plugin whose import takes longer delays every command: it gets a warning naming it
@@ -340,7 +340,14 @@ class Plugins:
             function = getattr(module, attr, None)
             if not callable(function):
                 continue
-            marked = self.pm.parse_hookimpl_opts(module, attr) is not None
+            opts = self.pm.parse_hookimpl_opts(module, attr)
+            marked = opts is not None
+            if opts and (opts.get("wrapper") or opts.get("hookwrapper")):
+                return (
+                    f"{attr}() is a hook wrapper, which is not supported: each plugin's hook is "
+                    "called on its own (so one failure stays with its plugin), so a wrapper "
+                    "would never wrap another plugin; implement the hook plainly"
+                )
             if not marked:
                 if attr in self.specs and inspect.isfunction(function):
                     return (
@@ -368,26 +375,45 @@ class Plugins:
     # -- calling hooks -----------------------------------------------------------------------
 
     def call_each(self, hook: str, kwargs_for: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-        """Call ``hook`` plugin by plugin; a plugin that raises is marked failed, others go on."""
+        """Call ``hook`` through pluggy one plugin at a time: ``tryfirst`` implementations
+        first, ``trylast`` ones last, the others in the order the plugins were found (so the
+        first plugin to register an id keeps it). A plugin that raises is marked failed, the
+        others go on. Returns each plugin's result by name."""
+        caller = getattr(self.pm.hook, hook)
+        found = caller.get_hookimpls()
+        impls = [
+            *(i for i in found if i.tryfirst),
+            *(i for i in found if not i.tryfirst and not i.trylast),
+            *(i for i in found if i.trylast),
+        ]
+        everyone = [impl.plugin for impl in impls]
         results: dict[str, Any] = {}
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in impls:
             name = self.pm.get_name(impl.plugin)
             info = self.plugins[name]
+            if info.status == FAILED:
+                continue
             kwargs = kwargs_for(name)
+            others = [p for p in everyone if p is not impl.plugin]
+            only_this = self.pm.subset_hook_caller(hook, remove_plugins=others)
             try:
-                results[name] = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                answers = only_this(**{arg: kwargs[arg] for arg in caller.spec.argnames})
             except Exception as exc:
                 self._fail(info, f"{hook} raised {describe_exception(exc, info.path)}")
+                continue
+            results[name] = answers[0] if answers else None
         return results
 
-    def register_models(self, registry: ModelRegistry) -> None:
-        bound = {}
+    def register(self, hook: str, registry: Registry) -> None:
+        """Call a ``register_*`` hook with each plugin's view of ``registry``: what a plugin
+        registers is attributed to it, and a plugin that fails is withdrawn whole."""
+        bound: dict[str, PluginRegistry] = {}
 
         def kwargs_for(name: str) -> dict[str, Any]:
             bound[name] = registry.for_plugin(name)
             return {"config": self.config.settings, "registry": bound[name]}
 
-        self.call_each("register_models", kwargs_for)
+        self.call_each(hook, kwargs_for)
         for name, plugin_registry in bound.items():
             info = self.plugins[name]
             if info.status == FAILED:

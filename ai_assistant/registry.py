@@ -1,6 +1,7 @@
-"""The model registry: chat models by id, each attributed to the plugin that registered it.
+"""Registries of what plugins contribute, by kind (models now; tools, embeddings, ingestors and
+callbacks use the same mechanism), each item attributed to the plugin that registered it.
 
-A model holds a factory, not a client: nothing is built (and no provider SDK imported) until
+An item holds a factory, not a client: nothing is built (and no provider SDK imported) until
 first use, so listing thousands of models stays cheap.
 """
 
@@ -10,16 +11,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .config import env_var_name
-from .errors import ModelUnavailableError, UnknownModelError, close_matches
+from .errors import ModelUnavailableError, UnknownItemError, UnknownModelError, close_matches
 from .masking import mask_tree
 
 READY = "ready"
 MISSING_SECRET = "missing secret"
 
 
-class Model:
-    """One registered chat model: its id, owner, display info, and how to build it."""
+class Contribution:
+    """One registered item: its id, owner, display info, and how to build it."""
 
+    kind = "item"  # what users call it: "model", "tool", ...
     __slots__ = ("id", "plugin", "info", "missing_secrets", "_factory", "_instance")
 
     def __init__(
@@ -42,8 +44,12 @@ class Model:
     def status(self) -> str:
         return MISSING_SECRET if self.missing_secrets else READY
 
+    @property
+    def built(self) -> bool:
+        return self._instance is not None
+
     def fix_hint(self) -> str | None:
-        """How to make a model with a missing secret usable."""
+        """How to make an item with a missing secret usable."""
         if not self.missing_secrets:
             return None
         key = self.missing_secrets[0]
@@ -52,11 +58,12 @@ class Model:
         return f"set {leaf} under [{table}] in .secrets.toml, or export {env_var_name(key)}"
 
     def get(self) -> Any:
-        """The LangChain chat model, built on first call and cached."""
+        """The item itself, built on first call and cached."""
         if self._instance is None:
             if self.missing_secrets:
                 raise ModelUnavailableError(
-                    f"model {self.id!r} needs {', '.join(self.missing_secrets)}, which is not set",
+                    f"{self.kind} {self.id!r} needs {', '.join(self.missing_secrets)}, "
+                    "which is not set",
                     hint=self.fix_hint(),
                 )
             assert self._factory is not None
@@ -64,13 +71,13 @@ class Model:
                 self._instance = self._factory()
             except Exception as exc:
                 raise ModelUnavailableError(
-                    f"model {self.id!r} (plugin {self.plugin!r}) could not be built: "
+                    f"{self.kind} {self.id!r} (plugin {self.plugin!r}) could not be built: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
         return self._instance
 
     def describe(self) -> dict[str, Any]:
-        """What ``models list``/``models show`` print: never a secret, never a client."""
+        """What ``list``/``show`` commands print: never a secret, never a client."""
         out: dict[str, Any] = {"id": self.id, "plugin": self.plugin, "status": self.status}
         out.update(self.info)
         if self.missing_secrets:
@@ -79,74 +86,100 @@ class Model:
         return out
 
     def __repr__(self) -> str:
-        return f"Model(id={self.id!r}, plugin={self.plugin!r}, status={self.status!r})"
+        return f"{type(self).__name__}(id={self.id!r}, plugin={self.plugin!r})"
 
 
-class ModelRegistry:
-    """All registered models, by id. Plugins see it through a ``PluginRegistry``."""
+class Model(Contribution):
+    """One registered chat model; ``get()`` gives the LangChain chat model."""
 
-    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
-        self._models: dict[str, Model] = {}
-        # makes a model's display info safe to show: secrets (nested too) and URL credentials
+    kind = "model"
+    __slots__ = ()
+
+
+class Registry:
+    """Every registered item of one kind, by id. Plugins see it through a ``PluginRegistry``."""
+
+    def __init__(
+        self,
+        kind: str,
+        item_class: type[Contribution] = Contribution,
+        mask: Callable[[Any], Any] = mask_tree,
+        unknown_error: type[UnknownItemError] = UnknownItemError,
+    ) -> None:
+        self.kind = kind  # "model", "tool", ...
+        self.item_class = item_class
+        # makes an item's display info safe to show: secrets (nested too) and URL credentials
         self.mask = mask
+        self._unknown_error = unknown_error
+        self._items: dict[str, Contribution] = {}
 
     def __len__(self) -> int:
-        return len(self._models)
+        return len(self._items)
 
-    def __iter__(self) -> Iterator[Model]:
-        return iter(self._models.values())
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items.values())
 
-    def __contains__(self, model_id: object) -> bool:
-        return model_id in self._models
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
 
     def __repr__(self) -> str:
-        return f"ModelRegistry({len(self._models)} models)"
+        return f"{type(self).__name__}({len(self._items)} {self.kind}s)"
 
     def ids(self) -> list[str]:
-        return list(self._models)
+        return list(self._items)
 
-    def add(self, model: Model) -> Model | None:
-        """Add ``model``; returns the model already holding its id (and adds nothing) if any."""
-        existing = self._models.get(model.id)
+    def add(self, item: Contribution) -> Contribution | None:
+        """Add ``item``; returns the item already holding its id (and adds nothing) if any."""
+        existing = self._items.get(item.id)
         if existing is None:
-            self._models[model.id] = model
+            self._items[item.id] = item
         return existing
 
     def remove_plugin(self, plugin: str) -> None:
-        """Withdraw every model a plugin registered (used when that plugin fails)."""
-        self._models = {k: m for k, m in self._models.items() if m.plugin != plugin}
+        """Withdraw every item a plugin registered (used when that plugin fails)."""
+        self._items = {k: m for k, m in self._items.items() if m.plugin != plugin}
 
-    def get(self, model_id: str) -> Model:
-        """The model registered as ``model_id``; an error suggesting close ids if there is none."""
+    def by_plugin(self, plugin: str) -> list[Contribution]:
+        return [item for item in self._items.values() if item.plugin == plugin]
+
+    def get(self, item_id: str) -> Any:
+        """The item registered as ``item_id``; an error suggesting close ids if there is none."""
         try:
-            return self._models[model_id]
+            return self._items[item_id]
         except KeyError:
-            raise UnknownModelError(
-                f"unknown model {model_id!r}", hint=self.suggest(model_id)
+            raise self._unknown_error(
+                f"unknown {self.kind} {item_id!r}", hint=self.suggest(item_id)
             ) from None
 
-    def suggest(self, model_id: str) -> str:
-        close = close_matches(model_id, self._models, n=3)
+    def suggest(self, item_id: str) -> str:
+        close = close_matches(item_id, self._items, n=3)
         if close:
             return "did you mean " + ", ".join(repr(c) for c in close) + "?"
-        if not self._models:
-            return "no models are registered: configure a provider section in settings.toml"
-        return "run `ai-assistant models list` to see the registered ids"
+        if not self._items:
+            return f"no {self.kind}s are registered: configure a provider section in settings.toml"
+        return f"run `ai-assistant {self.kind}s list` to see the registered ids"
 
     def for_plugin(self, plugin: str) -> PluginRegistry:
         return PluginRegistry(self, plugin)
 
 
-class PluginRegistry:
-    """The registry as one plugin sees it: everything it registers is attributed to it."""
+class ModelRegistry(Registry):
+    """The chat models, by id."""
 
-    def __init__(self, registry: ModelRegistry, plugin: str) -> None:
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__("model", Model, mask, UnknownModelError)
+
+
+class PluginRegistry:
+    """A registry as one plugin sees it: everything it registers is attributed to it."""
+
+    def __init__(self, registry: Registry, plugin: str) -> None:
         self._registry = registry
         self.plugin = plugin
         self.problems: list[str] = []
 
     def __repr__(self) -> str:
-        return f"PluginRegistry(plugin={self.plugin!r})"
+        return f"PluginRegistry(kind={self._registry.kind!r}, plugin={self.plugin!r})"
 
     def report(self, problem: str) -> None:
         """Record a non-fatal problem against this plugin (shown by ``plugins list``)."""
@@ -160,38 +193,38 @@ class PluginRegistry:
         model: Any = None,
         missing_secrets: Iterable[str] = (),
         **info: Any,
-    ) -> Model | None:
-        """Register a chat model under ``id``; see ``hookspecs.register_models``.
+    ) -> Contribution | None:
+        """Register an item under ``id``; see ``hookspecs.register_models``.
 
-        Returns the ``Model``, or ``None`` when the id was already taken (the problem is
-        recorded against this plugin and shown by ``plugins list``; nothing is raised so the
-        plugin's other models still register).
+        Returns the item, or ``None`` when the id was already taken (the problem is recorded
+        against this plugin and shown by ``plugins list``; nothing is raised so the plugin's
+        other items still register).
         """
+        kind = self._registry.kind
         if not isinstance(id, str) or not id.strip():
             raise ValueError(
-                f"registry.register(): model id must be a non-empty string, not {id!r}"
+                f"registry.register(): {kind} id must be a non-empty string, not {id!r}"
             )
         if (factory is None) == (model is None):
             raise ValueError(f"registry.register({id!r}): give exactly one of factory= or model=")
         if factory is not None and not callable(factory):
             raise ValueError(f"registry.register({id!r}): factory must be a callable")
-        safe_info = self._registry.mask(info)
-        entry = Model(
+        entry = self._registry.item_class(
             id,
             self.plugin,
             factory=factory,
             instance=model,
-            info=safe_info,
+            info=self._registry.mask(info),
             missing_secrets=missing_secrets,
         )
         existing = self._registry.add(entry)
         if existing is None:
             return entry
         if existing.plugin == self.plugin:
-            self.report(f"model id {id!r} registered twice; the first one is kept")
+            self.report(f"{kind} id {id!r} registered twice; the first one is kept")
         else:
             self.report(
-                f"model id {id!r} is already registered by plugin {existing.plugin!r}; "
+                f"{kind} id {id!r} is already registered by plugin {existing.plugin!r}; "
                 f"kept {existing.plugin!r}'s (give one of them another id)"
             )
         return None
