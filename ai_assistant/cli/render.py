@@ -132,10 +132,12 @@ def _rstrip(line: list[Any]) -> list[Any]:
 
 
 class _Lines:
-    """Already rendered lines, as a renderable (no line break after the last one)."""
+    """Already rendered lines, as a renderable; a line break after the last one if ``end``
+    (print them with ``end=""``: rich drops a last line that is empty otherwise)."""
 
-    def __init__(self, lines: list[list[Any]]) -> None:
+    def __init__(self, lines: list[list[Any]], end: bool = False) -> None:
         self.lines = lines
+        self.end = end
 
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
@@ -144,6 +146,8 @@ class _Lines:
             if index:
                 yield Segment.line()
             yield from line
+        if self.end and self.lines:
+            yield Segment.line()
 
 
 class MarkdownWriter:
@@ -157,6 +161,7 @@ class MarkdownWriter:
     """
 
     REFRESH_PER_SECOND = 12
+    CHECK_INTERVAL = 1 / REFRESH_PER_SECOND  # how often a token may print lines above
     MAX_LIVE_LINES = 24
 
     def __init__(self, stream: IO[str]) -> None:
@@ -213,12 +218,12 @@ class MarkdownWriter:
         # between the new state and the lines printed above the region.
         with getattr(self._live, "_lock", contextlib.nullcontext()):
             self._state = (text, upto)
-            self._live.console.print(_Lines(lines[printed:upto]))
+            self._live.console.print(_Lines(lines[printed:upto], end=True), end="")
 
     def write(self, token: str) -> None:
         text = self._state[0] + token
         now = time.monotonic()
-        if now - self._checked < 1 / self.REFRESH_PER_SECOND:
+        if now - self._checked < self.CHECK_INTERVAL:
             self._state = (text, self._state[1])  # the refresh thread draws it
             return
         self._checked = now
