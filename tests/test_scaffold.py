@@ -16,13 +16,16 @@ def test_new_plugin_loads_unedited_and_registers_its_configured_models(project):
 
     plugins = json.loads(project.run("plugins", "list", "--format", "json").stdout)
     acme = next(p for p in plugins if p["name"] == "acme_ai")
-    assert acme["status"] == "loaded" and acme["hooks"] == ["register_models"]
+    assert acme["status"] == "loaded"
+    assert sorted(acme["hooks"]) == ["register_models", "validate_config"]
 
     project.settings("""
         [default.models.acme_ai]
+        endpoint = "https://api.acme.example/v1"
         models = [
-          { model_name = "acme-1", endpoint = "http://127.0.0.1:8000/v1" },
+          { model_name = "acme-1" },
           { model_name = "acme-2", endpoint = "http://127.0.0.1:8000/v1", api_key = "k-123456" },
+          { model_name = "acme-3", endpoint = "http://127.0.0.1:8000/v1" },
         ]
     """)
     models = {
@@ -31,6 +34,7 @@ def test_new_plugin_loads_unedited_and_registers_its_configured_models(project):
     assert models["acme-1"]["plugin"] == "acme_ai"
     assert models["acme-1"]["status"] == "missing secret"
     assert models["acme-2"]["status"] == "ready"
+    assert models["acme-3"]["status"] == "ready"  # a loopback endpoint needs no key
     chat = load_host().get_model("acme-2")
     assert chat.model_name == "acme-2"
     assert chat.openai_api_base == "http://127.0.0.1:8000/v1"

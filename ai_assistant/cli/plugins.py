@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..config import load_config
-from ..errors import PluginError
-from ..scaffold import check_plugin_name, write_provider_plugin
-from .context import get_host, global_options, load_plugin_commands, options
-from .output import echo_json, render_table, warn
+from ..errors import AiAssistantError, PluginError
+from ..scaffold import check_plugin_name, installed_package_dir, write_provider_plugin
+from .context import get_config, get_host, global_options, load_plugin_commands, options
+from .output import echo_json, format_options, render_table, warn
 
 
 def _where(location: str) -> str:
@@ -23,18 +22,20 @@ def _where(location: str) -> str:
         return location
 
 
-@click.group()
+@click.group(invoke_without_command=True)
+@format_options("table", "json")
 @global_options
-def plugins() -> None:
-    """List plugins, or write a new provider plugin."""
+@click.pass_context
+def plugins(ctx: click.Context, fmt: str) -> None:
+    """List plugins, or write a new provider plugin (no command: list them)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_plugins, fmt=fmt)
 
 
 @plugins.command("list")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@format_options("table", "json")
 @global_options
-def list_plugins(fmt: str) -> None:
+def list_plugins(fmt: str = "table") -> None:
     """Every plugin found: source, version, hooks, status and why it failed."""
     host = get_host(report=False)
     load_plugin_commands(click.get_current_context(), quiet=True)  # so their problems show too
@@ -78,28 +79,50 @@ def list_plugins(fmt: str) -> None:
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write it (default: the first plugins directory).",
+    help="Where to write it (default: the first plugins directory the settings name).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @global_options
 def new_plugin(name: str, directory: Path | None, force: bool) -> None:
-    """Write NAME.py, a provider plugin ready to edit, into the first plugins directory."""
+    """Write NAME.py, a provider plugin ready to edit, into the first plugins directory.
+
+    The plugin uses ai_assistant.provider_kit: section options with per-model overrides, a
+    secret api_key (a model without one is listed as `missing secret`, unless its endpoint is
+    on this machine) and a validate_config hook. It loads as written. Nothing is ever written
+    into the installed package."""
     opts = options()
     check_plugin_name(name)  # before reading settings: a typo in the name is the likelier error
     if directory is None:
-        if opts.plugins_dir:
-            directory = Path(opts.plugins_dir[0])
-        else:
-            dirs = load_config(opts.settings, env=opts.env).plugin_dirs()
-            if not dirs:
-                raise click.UsageError(
-                    "the settings name no plugins directory: pass --dir DIR, or add "
-                    'dirs = ["plugins"] under [default.plugins] in settings.toml'
-                )
-            directory = dirs[0]
+        directory = _default_directory(opts.plugins_dir)
     path = write_provider_plugin(name, directory, force=force)
     click.echo(f"wrote {_where(str(path.resolve()))}")
-    click.echo(
-        f"next: add a [default.models.{name}] section to settings.toml (see the file's "
-        "docstring), then run `ai-assistant models list`"
+    click.echo("next:")
+    click.echo(f"  add a [default.models.{name}] section to settings.toml (the file's docstring")
+    click.echo("  has one), then:")
+    click.echo(f"  ai-assistant secrets set models.{name}.api_key   # unless it runs locally")
+    click.echo("  ai-assistant models list")
+    click.echo("  ai-assistant config validate")
+
+
+def _default_directory(plugins_dirs: list[str]) -> Path:
+    """The first ``--plugins-dir``, else the first plugins directory the settings name that
+    is not part of the installed package (the repository's own settings name the bundled
+    ``contrib_providers/``: a plugin written there would load in every project)."""
+    if plugins_dirs:
+        return Path(plugins_dirs[0])
+    dirs = get_config(check=False).plugin_dirs()
+    own = [d for d in dirs if installed_package_dir(d) is None]
+    if own:
+        return own[0]
+    if dirs:
+        raise AiAssistantError(
+            f"the only plugins directory the settings name is inside the installed package "
+            f"({dirs[0]}): not writing there",
+            hint="pass --dir DIR, or name a plugins directory of your own in settings.toml: "
+            '[default.plugins] dirs = ["plugins"]',
+        )
+    raise AiAssistantError(
+        "the settings name no plugins directory",
+        hint='pass --dir DIR, or add dirs = ["plugins"] under [default.plugins] in '
+        "settings.toml (`ai-assistant init` writes settings with one)",
     )

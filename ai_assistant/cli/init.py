@@ -1,0 +1,76 @@
+"""`ai-assistant init`: a commented starter settings.toml, here or for the user."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..config import LOCAL_FILE, SECRETS_FILE, user_config_dir
+from ..scaffold import write_starter_settings
+from .context import global_options
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it, else absolute."""
+    try:
+        return (
+            os.path.relpath(path)
+            if path.resolve().is_relative_to(Path.cwd().resolve())
+            else str(path)
+        )
+    except ValueError:
+        return str(path)
+
+
+@click.command("init")
+@click.option(
+    "--user",
+    is_flag=True,
+    help="Write into the user-level folder ($XDG_CONFIG_HOME/ai-assistant), used from any "
+    "folder that has no settings.toml of its own.",
+)
+@global_options
+def init(user: bool) -> None:
+    """Write a commented starter settings.toml and an empty plugins/ folder.
+
+    The offline `echo` model works at once; provider sections are commented out, with their
+    keys explained. Inside a git work tree, .secrets.toml and settings.local.toml are added to
+    .gitignore. An existing settings.toml is never overwritten."""
+    directory = user_config_dir() if user else Path.cwd()
+    done = write_starter_settings(directory)
+    click.echo(f"wrote {shown_path(done.settings)}")
+    if done.plugins_created:
+        click.echo(f"made {shown_path(done.plugins)}/ (empty: your own plugins go there)")
+    else:
+        click.echo(f"kept {shown_path(done.plugins)}/: it was already there")
+    if done.gitignore_added:
+        click.echo(f"added {', '.join(done.gitignore_added)} to {shown_path(done.gitignore)}")
+    elif done.gitignore is not None:
+        click.echo(f"{shown_path(done.gitignore)} already lists {SECRETS_FILE} and {LOCAL_FILE}")
+    settings = f" --settings {done.settings}" if user and _finds_other(done.settings) else ""
+    if user:
+        click.echo("these settings apply in every folder that has no settings.toml of its own")
+    click.echo("next:")
+    steps = [
+        (f"ai-assistant{settings} models list", "echo is ready, offline"),
+        (f'ai-assistant{settings} chat "hello"', ""),
+        (
+            f"ai-assistant{settings} secrets set models.openai_compatible.api_key",
+            "after uncommenting a provider in settings.toml",
+        ),
+        (f"ai-assistant{settings} plugins new my_provider", "writes plugins/my_provider.py"),
+        (f"ai-assistant{settings} config validate", "checks every section"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    for command, note in steps:
+        click.echo(f"  {command.ljust(width)}  # {note}" if note else f"  {command}")
+
+
+def _finds_other(settings: Path) -> bool:
+    """Does a project settings.toml here win over the user-level one just written?"""
+    from ..config import find_settings_file
+
+    found = find_settings_file(Path.cwd())
+    return found is not None and found.resolve() != settings.resolve()
