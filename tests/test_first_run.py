@@ -484,3 +484,31 @@ def test_plugins_new_skips_a_bundled_directory_named_in_settings(project):
     assert result.exit_code == 0, result.stderr
     assert (project.plugins / "acme_ai.py").exists()
     assert not (bundled / "acme_ai.py").exists()
+
+
+def test_secrets_set_user_writes_the_user_level_file_from_a_project(home):
+    assert run("secrets", "set", "--user", KEY, input=VALUE).exit_code == 1  # no init --user yet
+    run("init", "--user")
+    run("init")  # a project in the current folder
+    user_secrets = home / "config" / "ai-assistant" / ".secrets.toml"
+
+    result = run("secrets", "set", "--user", KEY, input=VALUE)
+    assert result.exit_code == 0, result.stderr
+    assert str(user_secrets) in result.stdout
+    assert mode(user_secrets) == 0o600
+    assert not (home / "work" / ".secrets.toml").exists()
+    listed = json.loads(run("secrets", "--json").stdout)  # the group alone lists
+    assert [(item["key"], item["file"]) for item in listed] == [(KEY, str(user_secrets))]
+
+    assert run("secrets", "unset", KEY).exit_code == 1  # not in the project's file
+    assert run("secrets", "unset", "--user", KEY).exit_code == 0
+    assert json.loads(run("secrets", "list", "--json").stdout) == []
+
+
+def test_plugins_new_prefers_the_project_folder_to_the_user_level_one(home):
+    run("init", "--user")
+    run("init")
+    result = run("plugins", "new", "acme_ai")
+    assert result.exit_code == 0, result.stderr
+    assert (home / "work" / "plugins" / "acme_ai.py").exists()
+    assert not (home / "config" / "ai-assistant" / "plugins" / "acme_ai.py").exists()

@@ -28,8 +28,8 @@ def shown_path(path: Path) -> str:
 @click.option(
     "--user",
     is_flag=True,
-    help="Write into the user-level folder ($XDG_CONFIG_HOME/ai-assistant), used from any "
-    "folder that has no settings.toml of its own.",
+    help="Write into the user-level folder ($XDG_CONFIG_HOME/ai-assistant), whose settings "
+    "are used in every folder.",
 )
 @global_options
 def init(user: bool) -> None:
@@ -49,28 +49,32 @@ def init(user: bool) -> None:
         click.echo(f"added {', '.join(done.gitignore_added)} to {shown_path(done.gitignore)}")
     elif done.gitignore is not None:
         click.echo(f"{shown_path(done.gitignore)} already lists {SECRETS_FILE} and {LOCAL_FILE}")
-    settings = f" --settings {done.settings}" if user and _finds_other(done.settings) else ""
+    secrets_set = "secrets set"
     if user:
-        click.echo("these settings apply in every folder that has no settings.toml of its own")
+        click.echo(
+            "these settings are used in every folder, as the base under a project's own "
+            "settings.toml where there is one"
+        )
+        if _project_settings() is not None:
+            secrets_set = "secrets set --user"  # else the project's .secrets.toml gets it
     click.echo("next:")
     steps = [
-        (f"ai-assistant{settings} models list", "echo is ready, offline"),
-        (f'ai-assistant{settings} chat "hello"', ""),
+        ("ai-assistant models list", "echo is ready, offline"),
+        ('ai-assistant chat "hello"', ""),
         (
-            f"ai-assistant{settings} secrets set models.openai_compatible.api_key",
-            "after uncommenting a provider in settings.toml",
+            f"ai-assistant {secrets_set} models.openai_compatible.api_key",
+            "after uncommenting a provider",
         ),
-        (f"ai-assistant{settings} plugins new my_provider", "writes plugins/my_provider.py"),
-        (f"ai-assistant{settings} config validate", "checks every section"),
+        ("ai-assistant plugins new my_provider", "a provider plugin of your own"),
+        ("ai-assistant config validate", "checks every section"),
     ]
     width = max(len(command) for command, _ in steps)
     for command, note in steps:
         click.echo(f"  {command.ljust(width)}  # {note}" if note else f"  {command}")
 
 
-def _finds_other(settings: Path) -> bool:
-    """Does a project settings.toml here win over the user-level one just written?"""
+def _project_settings() -> Path | None:
+    """The project settings.toml the current folder uses, if any."""
     from ..config import find_settings_file
 
-    found = find_settings_file(Path.cwd())
-    return found is not None and found.resolve() != settings.resolve()
+    return find_settings_file(Path.cwd())

@@ -110,8 +110,11 @@ def _default_directory(plugins_dirs: list[str]) -> Path:
     ``contrib_providers/``: a plugin written there would load in every project)."""
     if plugins_dirs:
         return Path(plugins_dirs[0])
-    dirs = get_config(check=False).plugin_dirs()
+    config = get_config(check=False)
+    dirs = config.plugin_dirs()
     own = [d for d in dirs if installed_package_dir(d) is None]
+    # the project's own folder before the user-level one
+    own.sort(key=lambda d: not d.is_relative_to(config.root.resolve()))
     if own:
         return own[0]
     if dirs:

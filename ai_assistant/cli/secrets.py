@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from ..config import ENVVAR_PREFIX, SECRETS_FILE, Config, env_var_name
+from ..config import (
+    ENVVAR_PREFIX,
+    SECRETS_FILE,
+    SETTINGS_FILE,
+    Config,
+    env_var_name,
+    user_config_dir,
+)
 from ..errors import AiAssistantError, did_you_mean
 from ..masking import is_secret_key
 from ..secrets_file import DEFAULT_TABLE, check_key_path, keys_in, set_secret, unset_secret
@@ -21,9 +28,18 @@ from .output import echo_json, format_options, render_table, warn
 EXAMPLE = "models.openai_compatible.api_key"
 
 
-def _secrets_path(config: Config) -> Path:
-    """The ``.secrets.toml`` beside the settings in use; refused when there are none, since
-    a secrets file with no settings file beside it is never read."""
+def _secrets_path(config: Config, user: bool = False) -> Path:
+    """The ``.secrets.toml`` beside the settings in use (or the user-level ones); refused when
+    there are none, since a secrets file with no settings file beside it is never read."""
+    if user:
+        folder = user_config_dir()
+        if not (folder / SETTINGS_FILE).is_file():
+            raise AiAssistantError(
+                f"no user-level settings ({folder / SETTINGS_FILE}), so a .secrets.toml there "
+                "would not be read",
+                hint="run `ai-assistant init --user` first",
+            )
+        return folder / SECRETS_FILE
     if not any(path.parent == config.root for path in config.files):
         raise AiAssistantError(
             "no settings file is in use, so a .secrets.toml here would not be read",
@@ -64,20 +80,34 @@ def _read_value(key_path: str) -> str:
     return value
 
 
-@click.group()
+@click.group(invoke_without_command=True)
+@format_options("table", "json")
 @global_options
-def secrets() -> None:
-    """Set, list and unset secrets in the .secrets.toml beside the settings in use.
+@click.pass_context
+def secrets(ctx: click.Context, fmt: str) -> None:
+    """Set, list and unset secrets in the .secrets.toml beside the settings in use (no
+    command: list them).
 
     Values are never shown: `set` reads one from a hidden prompt (or stdin), `list` shows
     only which keys are set and where."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_command, fmt=fmt)
+
+
+_USER = click.option(
+    "--user",
+    is_flag=True,
+    help="The user-level .secrets.toml ($XDG_CONFIG_HOME/ai-assistant), used in every folder.",
+)
 
 
 @secrets.command("set")
 @click.argument("key_path", metavar="KEY_PATH")
+@_USER
 @global_options
-def set_command(key_path: str) -> None:
-    """Set KEY_PATH (like models.openai_compatible.api_key) in .secrets.toml.
+def set_command(key_path: str, user: bool) -> None:
+    """Set KEY_PATH (like models.openai_compatible.api_key) in the .secrets.toml beside the
+    settings in use (--user: the user-level one).
 
     The value is read from a hidden prompt on a terminal, or from stdin
     (`printf %s "$KEY" | ai-assistant secrets set KEY_PATH`). It goes under [default], or
@@ -85,7 +115,7 @@ def set_command(key_path: str) -> None:
     its mode is 0600."""
     check_key_path(key_path)  # before the prompt: a typo is the likelier mistake
     config = get_config(check=False)  # an invalid key is what this may be fixing
-    path = _secrets_path(config)
+    path = _secrets_path(config, user)
     value = _read_value(key_path)
     replaced = set_secret(path, key_path, value, env=_table())
     where = shown_path(path) + ("" if _table() == DEFAULT_TABLE else f" [{_table()}]")
@@ -140,7 +170,7 @@ def secret_keys(config: Config) -> list[dict[str, Any]]:
 @secrets.command("list")
 @format_options("table", "json")
 @global_options
-def list_command(fmt: str) -> None:
+def list_command(fmt: str = "table") -> None:
     """Which secret keys are set, and in which file or environment variable (no values)."""
     config = get_config(check=False)
     found = secret_keys(config)
@@ -168,12 +198,13 @@ def list_command(fmt: str) -> None:
 
 @secrets.command("unset")
 @click.argument("key_path", metavar="KEY_PATH")
+@_USER
 @global_options
-def unset_command(key_path: str) -> None:
+def unset_command(key_path: str, user: bool) -> None:
     """Remove KEY_PATH from .secrets.toml (and the tables it leaves empty)."""
     check_key_path(key_path)
     config = get_config(check=False)
-    path = _secrets_path(config)
+    path = _secrets_path(config, user)
     table = _table()
     if not unset_secret(path, key_path, env=table):
         elsewhere = [
