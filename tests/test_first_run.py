@@ -512,3 +512,17 @@ def test_plugins_new_prefers_the_project_folder_to_the_user_level_one(home):
     assert result.exit_code == 0, result.stderr
     assert (home / "work" / "plugins" / "acme_ai.py").exists()
     assert not (home / "config" / "ai-assistant" / "plugins" / "acme_ai.py").exists()
+
+
+def test_a_symlinked_secrets_file_stays_a_link(remote, tmp_path_factory):
+    dotfiles = tmp_path_factory.mktemp("dotfiles")
+    real = dotfiles / "ai-secrets.toml"
+    real.write_text("# from my dotfiles\n")
+    real.chmod(0o600)
+    link = remote.root / ".secrets.toml"
+    link.symlink_to(real)
+    assert run("secrets", "set", KEY, input=VALUE).exit_code == 0
+    assert link.is_symlink()
+    assert "# from my dotfiles" in real.read_text() and VALUE in real.read_text()
+    assert mode(real) == 0o600
+    assert models()["gpt-4o-mini"]["status"] == "ready"
