@@ -198,25 +198,30 @@ def ensure_ignored(gitignore: Path, names: list[str]) -> list[str]:
 PLUGIN_TEMPLATE = '''\
 """{name}: a provider plugin for ai-assistant.
 
-Configure its models in settings.toml. Every key but `models` may sit on the section (the
-default for all its models) or on one model entry (for that model only):
+Configure its models in settings.toml. Every key but `models` may sit on the
+section (the default for all its models) or on one model entry (that model only):
 
     [default.models.{name}]
     endpoint = "https://api.example.com/v1"
     timeout = 60
     models = [
       {{ model_name = "my-model" }},
-      {{ model_name = "my-local-model", endpoint = "http://localhost:8000/v1", id = "local" }},
+      {{ model_name = "mine", endpoint = "http://localhost:8000/v1", id = "local" }},
     ]
 
-and its key in .secrets.toml with `ai-assistant secrets set models.{name}.api_key` (or export
-{env_var}). Until it is set, `ai-assistant models list` shows each model that needs it as
-`missing secret`; one on a loopback endpoint (localhost, 127.x, [::1]) needs none.
-`ai-assistant config validate` checks the section (validate_config below).
+and its key in .secrets.toml with
 
-The helpers come from ai_assistant.provider_kit: ProviderSection reads the section, merges each
-model's own keys over the section's, reports a broken entry by its key path, and lists unset
-secrets; chat_openai builds a LangChain ChatOpenAI. For another SDK, write your own build().
+    ai-assistant secrets set models.{name}.api_key
+
+or the environment variable {env_var}.
+Until it is set, `ai-assistant models list` shows each model that needs it as
+`missing secret`; one on a loopback endpoint (localhost, 127.x, [::1]) needs none. `ai-assistant config validate` checks the section
+(validate_config below).
+
+The helpers come from ai_assistant.provider_kit: ProviderSection reads the
+section, lays each model's own keys over the section's, reports a broken entry
+by its key path, and lists unset secrets; chat_openai builds LangChain's
+ChatOpenAI. For another SDK, write your own build().
 """
 
 from ai_assistant import hookimpl
@@ -228,23 +233,26 @@ from ai_assistant.provider_kit import (
     is_loopback_url,
 )
 
+# Option(name, types, required=, secret=, section=, per_model=, default=, minimum=):
+# section=False means on a model entry only, per_model=False on the section only.
 SECTION = ProviderSection(
     "{name}",
     [
-        # Option(name, types, required=, secret=, section=, per_model=, default=, minimum=)
-        Option("model_name", required=True, section=False),  # on each model entry only
-        Option("endpoint", required=True),  # on the section, a model entry, or both
-        Option("api_key", secret=True),  # unset: the model is listed as `missing secret`
-        *COMMON_OPTIONS,  # id, timeout, max_retries, default_headers, temperature, max_tokens
+        Option("model_name", required=True, section=False),
+        Option("endpoint", required=True),
+        # unset: the model is listed as `missing secret` (see secret_optional)
+        Option("api_key", secret=True),
+        # id, timeout, max_retries, default_headers, temperature, max_tokens, ...
+        *COMMON_OPTIONS,
     ],
-    # a model that can run without its secret: here, one on a local server
+    # a model that runs without its secret: here, one on a local server
     secret_optional=lambda options: is_loopback_url(options.get("endpoint")),
 )
 
 
 def build(options):
-    """The model factory, called on first use with the model's merged settings. Import an SDK
-    here, never at the top of the file, so that listing models stays fast."""
+    """The model factory, called on first use with the model's merged settings.
+    Import an SDK here, never at the top of the file: listing models stays fast."""
     return chat_openai(
         options,
         base_url=options["endpoint"],
@@ -255,17 +263,19 @@ def build(options):
 
 @hookimpl
 def register_models(config, registry):
-    # registers each usable model by its id; the names after `build` are shown by `models list`
-    SECTION.register_models(config, registry, build, "model_name", "endpoint", "timeout")
+    # every usable model, by its id; `models list` shows the fields named last
+    SECTION.register_models(config, registry, build, "model_name", "endpoint")
 
 
 @hookimpl
 def validate_config(config):
-    """Problems for `ai-assistant config validate`, as (key path, message) pairs."""
-    problems = SECTION.validate(config)  # types, required keys, unknown keys (with a guess)
-    for entry in SECTION.read(config):  # and checks of your own
+    """Problems for `ai-assistant config validate`: (key path, message) pairs."""
+    # types, required keys, unknown keys (with a guess)
+    problems = SECTION.validate(config)
+    # and checks of your own
+    for entry in SECTION.read(config):
         if not str(entry.options["endpoint"]).startswith(("http://", "https://")):
-            message = f"model {{entry.id!r}}: endpoint must start with http:// or https://"
+            message = f"model {{entry.id!r}}: endpoint must be an http(s) URL"
             problems.append((f"{{SECTION.path}}.models", message))
     return problems
 '''

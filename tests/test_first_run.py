@@ -452,7 +452,7 @@ models = [{ model_name = "acme-1" }, { id = "no-name" }]
     assert result.exit_code == 1
     assert "models.acme_ai.timout: unknown key (did you mean 'timeout'?)" in result.stdout
     assert "models.acme_ai.models[1].model_name: is required" in result.stdout
-    assert "endpoint must start with http:// or https://" in result.stdout
+    assert "endpoint must be an http(s) URL" in result.stdout
 
 
 def test_plugins_new_refuses_the_installed_package(project):
