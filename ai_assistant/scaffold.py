@@ -215,8 +215,8 @@ and its key in .secrets.toml with
 
 or the environment variable {env_var}.
 Until it is set, `ai-assistant models list` shows each model that needs it as
-`missing secret`; one on a loopback endpoint (localhost, 127.x, [::1]) needs none. `ai-assistant config validate` checks the section
-(validate_config below).
+`missing secret`; one on a loopback endpoint (localhost, 127.x, [::1]) needs none.
+`ai-assistant config validate` checks the section (validate_config below).
 
 The helpers come from ai_assistant.provider_kit: ProviderSection reads the
 section, lays each model's own keys over the section's, reports a broken entry
