@@ -386,3 +386,28 @@ def test_a_reply_longer_than_the_screen_is_drawn_once_in_order(monkeypatch, chec
     want = "\n".join(line.rstrip() for line in expected.getvalue().splitlines()).strip("\n")
     assert screen.text() == want
     assert out.getvalue().endswith("\x1b[?25h")  # the cursor is shown again
+
+
+def test_a_multi_line_message_is_one_entry_of_the_input_history(echo_project):
+    """Up-arrow after a /multi message brings the whole message back, not its last line."""
+    child = _spawn(echo_project, "chat", "-m", "echo", "--no-render")
+    try:
+        child.expect_exact("echo> ")
+        child.sendline("/multi")
+        child.expect_exact("... ")
+        child.sendline("alpha")
+        child.expect_exact("... ")
+        child.sendline("beta")
+        child.expect_exact("... ")
+        child.sendline("/end")
+        child.expect_exact("echo: alpha")
+        child.expect_exact("echo> ")
+        child.send("\x1b[A\r")  # Up, Enter: send the last message again
+        child.expect_exact("echo: alpha")
+        child.expect_exact("echo> ")
+        child.sendcontrol("d")
+        _finish(child)
+    finally:
+        child.close(force=True)
+    users = [content for role, content in _messages(echo_project) if role == "user"]
+    assert users == ["alpha\nbeta", "alpha\nbeta"]
