@@ -24,8 +24,88 @@ class Host:
         self.registry = registry
         self.strict = strict
 
+        self.started = False
+        self._started: list[str] = []  # plugins whose startup succeeded, in start order
+        self._loop_thread: Any = None  # the event loop the CLI's host lives on, once started
+
     def __repr__(self) -> str:
         return f"Host({self.registry!r}, strict={self.strict})"
+
+    @property
+    def has_lifecycle(self) -> bool:
+        """Does any plugin take part in start and stop? (If not, starting costs nothing.)"""
+        hooks = self.plugins.pm.hook
+        return bool(hooks.startup.get_hookimpls() or hooks.shutdown.get_hookimpls())
+
+    async def start(self, build_models: bool = False) -> None:
+        """Run the plugins' ``startup`` hooks, one plugin at a time; a plugin that fails is
+        withdrawn. With ``build_models`` (the gateway), build every ready model now, in a
+        thread, so the first request costs what the second does."""
+        if self.started:
+            return
+        self.started = True
+        config = {"config": self.config.settings}
+        self._started = await self.plugins.acall_each("startup", lambda _: config)
+        for info in self.plugins.report:
+            if info.status == "failed":
+                self.registry.remove_plugin(info.name)
+        if build_models:
+            import asyncio
+
+            await asyncio.to_thread(self._build_ready_models)
+
+    def _build_ready_models(self) -> None:
+        for model in self.registry:
+            if model.status == "ready":
+                try:
+                    model.get()
+                except Exception:  # noqa: BLE001 - reported when the model is asked for
+                    continue
+
+    async def stop(self) -> None:
+        """Run the plugins' ``shutdown`` hooks in the reverse order of start-up."""
+        if not self.started:
+            return
+        self.started = False
+        config = {"config": self.config.settings}
+        # the reverse of start-up; plugins with no startup hook after those
+        await self.plugins.acall_each("shutdown", lambda _: config, first=self._started[::-1])
+
+    def start_blocking(self) -> None:
+        """``start`` from synchronous code (the CLI): the host gets an event loop of its own,
+        on a thread, that lives until ``stop_blocking``, so what plugins open at start-up stays
+        usable from that loop for the whole command."""
+        if self.started or not self.has_lifecycle:
+            return
+        import asyncio
+        import threading
+
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="ai-assistant-host", daemon=True)
+        thread.start()
+        self._loop_thread = (loop, thread)
+        asyncio.run_coroutine_threadsafe(self.start(), loop).result()
+
+    def stop_blocking(self) -> None:
+        if self._loop_thread is None:
+            return
+        import asyncio
+
+        loop, thread = self._loop_thread
+        self._loop_thread = None
+        try:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    async def __aenter__(self) -> Host:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     def get_model(self, model_id: str) -> Any:
         """The LangChain chat model registered as ``model_id`` (built on first use)."""

@@ -374,22 +374,24 @@ class Plugins:
 
     # -- calling hooks -----------------------------------------------------------------------
 
-    def call_each(self, hook: str, kwargs_for: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-        """Call ``hook`` through pluggy one plugin at a time: ``tryfirst`` implementations
-        first, ``trylast`` ones last, the others in the order the plugins were found (so the
-        first plugin to register an id keeps it). A plugin that raises is marked failed, the
-        others go on. Returns each plugin's result by name."""
+    def call_each(
+        self,
+        hook: str,
+        kwargs_for: Callable[[str], dict[str, Any]],
+        only: str | None = None,
+    ) -> dict[str, Any]:
+        """Call ``hook`` through pluggy one plugin at a time (or only plugin ``only``):
+        ``tryfirst`` implementations first, ``trylast`` ones last, the others in the order the
+        plugins were found (so the first plugin to register an id keeps it). A plugin that
+        raises is marked failed, the others go on. Returns each plugin's result by name."""
         caller = getattr(self.pm.hook, hook)
-        found = caller.get_hookimpls()
-        impls = [
-            *(i for i in found if i.tryfirst),
-            *(i for i in found if not i.tryfirst and not i.trylast),
-            *(i for i in found if i.trylast),
-        ]
+        impls = self._ordered_impls(hook)
         everyone = [impl.plugin for impl in impls]
         results: dict[str, Any] = {}
         for impl in impls:
             name = self.pm.get_name(impl.plugin)
+            if only is not None and name != only:
+                continue
             info = self.plugins[name]
             if info.status == FAILED:
                 continue
@@ -403,6 +405,43 @@ class Plugins:
                 continue
             results[name] = answers[0] if answers else None
         return results
+
+    async def acall_each(
+        self,
+        hook: str,
+        kwargs_for: Callable[[str], dict[str, Any]],
+        first: Iterable[str] = (),
+    ) -> list[str]:
+        """``call_each`` for hooks that may be ``async def``: each plugin's answer is awaited
+        before the next plugin is called, and a failure while awaiting is that plugin's. The
+        plugins named in ``first`` are called first, in that order. Returns the names of the
+        plugins that answered without failing, in call order."""
+        import inspect
+
+        names = [self.pm.get_name(impl.plugin) for impl in self._ordered_impls(hook)]
+        leading = [n for n in first if n in names]
+        succeeded = []
+        for name in leading + [n for n in names if n not in leading]:
+            answers = self.call_each(hook, kwargs_for, only=name)
+            if name not in answers:
+                continue  # raised, and is now marked failed
+            if inspect.isawaitable(answers[name]):
+                try:
+                    await answers[name]
+                except Exception as exc:
+                    info = self.plugins[name]
+                    self._fail(info, f"{hook} raised {describe_exception(exc, info.path)}")
+                    continue
+            succeeded.append(name)
+        return succeeded
+
+    def _ordered_impls(self, hook: str) -> list[Any]:
+        found = getattr(self.pm.hook, hook).get_hookimpls()
+        return [
+            *(i for i in found if i.tryfirst),
+            *(i for i in found if not i.tryfirst and not i.trylast),
+            *(i for i in found if i.trylast),
+        ]
 
     def register(self, hook: str, registry: Registry) -> None:
         """Call a ``register_*`` hook with each plugin's view of ``registry``: what a plugin

@@ -100,3 +100,22 @@ def register_commands(cli: click.Group) -> None:
 
     A command whose name is already taken is refused and reported against this plugin.
     """
+
+
+@hookspec
+def startup(config: Any) -> Any:
+    """Open what this plugin holds for the host's lifetime (a connection pool, a session).
+
+    Called once when the host starts (``async with host:``, which ``serve`` and every CLI command
+    that uses plugins do), after every ``register_*`` hook. May be a plain function or an
+    ``async def``; keep blocking work out of an async one (``asyncio.to_thread``). An exception
+    fails this plugin only: what it registered is withdrawn and its ``shutdown`` is not called.
+    """
+
+
+@hookspec
+def shutdown(config: Any) -> Any:
+    """Close what ``startup`` opened. Called once when the host stops, in the reverse order of
+    start-up, only for plugins whose ``startup`` succeeded (or that have none). May be
+    ``async def``. An exception is reported against this plugin; the others still shut down.
+    """

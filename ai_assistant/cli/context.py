@@ -139,6 +139,8 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
             strict=opts.strict or None,
         )
         root.meta[_HOST] = host
+        host.start_blocking()  # plugins' startup hooks, if any take part
+        root.call_on_close(host.stop_blocking)
         if report:
             for line in host.plugins.messages():
                 warn(line)
