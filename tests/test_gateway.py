@@ -270,11 +270,20 @@ def test_requests_without_a_valid_key_are_refused(gateway, key, code):
         _client(gateway, key=key or "none").models.list()
 
 
-def test_health_and_readiness_need_no_key(gateway):
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_health_and_readiness_need_no_key_and_tell_strangers_only_the_status(gateway, key):
     assert httpx.get(gateway["url"] + "/healthz").json() == {"status": "ok"}
-    ready = httpx.get(gateway["url"] + "/readyz")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    ready = httpx.get(gateway["url"] + "/readyz", headers=headers)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}  # no model count, no plugin names
+
+
+def test_readiness_details_need_a_valid_key(gateway):
+    ready = httpx.get(gateway["url"] + "/readyz", headers={"Authorization": f"Bearer {BOB}"})
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready" and ready.json()["models"] == 11
+    assert ready.json()["failed_plugins"] == []
 
 
 @pytest.mark.parametrize(

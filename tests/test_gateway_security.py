@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import shutil
 import sqlite3
 import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import pytest
 from conftest import SECRET_KEY
-from test_gateway import EXE, _free_port
+from test_gateway import EXE, _free_port, _start, _stop
 
 KEY = "sec-test-key-0123456789"
 
@@ -98,6 +102,219 @@ def _replies(project) -> list[sqlite3.Row]:
 
 
 USER_X = [{"role": "user", "content": "x"}]
+
+# -- item 6: malformed requests are 4xx naming the field, never a 500 -----------------------
+
+
+@pytest.mark.parametrize(
+    "path, body, param, fragment",
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "good", "messages": USER_X, "stream": True, "stream_options": "x"},
+            "stream_options",
+            "'stream_options' must be an object",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "good", "messages": USER_X, "stream_options": {"include_usage": "yes"}},
+            "stream_options.include_usage",
+            "must be true or false",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "good", "messages": USER_X, "stream": "yes"},
+            "stream",
+            "'stream' must be true or false",
+        ),
+        ("/v1/chat/completions", "[" * 100_000, None, "nested too deeply"),
+        ("/api/chat/message", "[" * 100_000, None, "nested too deeply"),
+        (
+            "/v1/chat/completions",
+            '{"model": "good", "max_tokens": ' + "7" * 5000 + "}",
+            None,
+            "an integer has more than 4300 digits",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "good", "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            "messages[0].content",
+            "unpaired UTF-16 surrogate",
+        ),
+        (
+            "/api/chat/message",
+            '{"modelId": "good", "conversationId": "\\udfff", "messages": [{"role": "user", '
+            '"content": "x"}]}',
+            "conversationId",
+            "unpaired UTF-16 surrogate",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "good", "messages": [{"role": "user", "content": "x"}], '
+            '"stop": ["\\ud83d"]}',
+            "stop[0]",
+            "unpaired UTF-16 surrogate",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "good", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+            None,
+            "NaN is not a JSON number",
+        ),
+        (
+            "/api/chat/message",
+            {"modelId": "good", "messages": USER_X, "stream": 1},
+            "stream",
+            "'stream' must be true or false",
+        ),
+    ],
+)
+def test_malformed_requests_get_a_400_naming_the_field(
+    project, upstream, path, body, param, fragment, gateway
+):
+    gw = gateway()
+    before = len(upstream.requests)
+    response = gw.request("POST", path, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    assert fragment in error["message"]
+    assert error["param"] == param
+    assert len(upstream.requests) == before  # refused before anything was sent
+
+
+def test_a_paired_surrogate_escape_is_fine(project, upstream, gateway):
+    body = '{"model": "good", "messages": [{"role": "user", "content": "smile \\ud83d\\ude00"}]}'
+    response = gateway().request("POST", "/v1/chat/completions", body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "upstream: smile \U0001f600"
+
+
+def test_an_unexpected_failure_is_one_line_and_a_500_that_goes_no_further(
+    project, upstream, caplog, monkeypatch, gateway
+):
+    gw = gateway()
+    store = gw.app.state.gateway.store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"disk on fire near {SECRET_KEY}")
+
+    monkeypatch.setattr(store, "conversations", broken)
+    with caplog.at_level(logging.INFO):
+        response = gw.request("GET", "/api/chat/conversations")  # nothing is raised here
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "internal error",
+        "type": "server_error",
+        "code": None,
+        "param": None,
+    }
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage().startswith("GET /api/chat/conversations failed: RuntimeError")
+    assert SECRET_KEY not in record.getMessage()
+    assert record.exc_info is None
+
+
+def test_openapi_describes_every_route_and_its_request_body(project, upstream, gateway):
+    response = gateway().request("GET", "/openapi.json", key=None)
+    assert response.status_code == 200
+    spec = response.json()
+    assert set(spec["paths"]) == {
+        "/healthz",
+        "/readyz",
+        "/v1/models",
+        "/v1/chat/completions",
+        "/api/models",
+        "/api/chat/message",
+        "/api/chat/conversations",
+        "/api/chat/{conversation_id}",
+    }
+    assert set(spec["paths"]["/api/chat/{conversation_id}"]) == {"get", "delete"}
+    for path, required in [
+        ("/v1/chat/completions", ["model", "messages"]),
+        ("/api/chat/message", ["messages"]),
+    ]:
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["required"] == required
+        assert "stream" in body["properties"]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_malformed_requests_leave_no_traceback_in_the_server_log(tmp_path, upstream):
+    (tmp_path / "settings.toml").write_text(
+        '[default.plugins]\ndirs = []\n[default.models.echo]\nmodels = [{ id = "echo" }]\n'
+    )
+    proc, base, log = _start(tmp_path)
+    try:
+        for body in [
+            '{"model": "echo", "messages": [{"role": "user", "content": "x"}], '
+            '"stream": true, "stream_options": "x"}',
+            "[" * 100_000,
+            '{"model": ' + "9" * 5000 + "}",
+        ]:
+            response = httpx.post(base + "/v1/chat/completions", content=body, timeout=30)
+            assert response.status_code == 400, response.text
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text and "Exception in ASGI application" not in text
+    assert text.count('"POST /v1/chat/completions HTTP/1.1" 400') == 3
+
+
+# -- item 6: the whole API against its own description --------------------------------------
+
+
+def test_schemathesis_finds_no_server_error(tmp_path):
+    """Schemathesis's own runner against `ai-assistant serve`, from its /openapi.json: the
+    examples, a coverage pass (valid and invalid values of every field, the way the 500s of
+    issue 7 were found) and random cases, with a key. Bounded and deterministic: 20 examples an
+    operation, a few seconds in all. No 5xx, and no traceback in the server's log."""
+    pytest.importorskip("schemathesis")
+    runner = shutil.which("st", path=str(Path(sys.executable).parent))
+    (tmp_path / "settings.toml").write_text(
+        '[default.plugins]\ndirs = []\n[default.storage]\npath = "history.db"\n'
+        '[default.models.echo]\nmodels = [{ id = "echo" }]\n'
+    )
+    (tmp_path / ".secrets.toml").write_text(f'[default.server.api_keys]\ntester = "{KEY}"\n')
+    proc, base, log = _start(tmp_path)
+    try:
+        result = subprocess.run(
+            [
+                runner,
+                "run",
+                f"{base}/openapi.json",
+                "--checks=not_a_server_error",
+                "--phases=examples,coverage,fuzzing",
+                "--max-examples=20",
+                "--generation-deterministic",
+                "--no-color",
+                f"--header=Authorization: Bearer {KEY}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,  # (a bound; it takes seconds)
+        )
+    finally:
+        _stop(proc)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "Tested: 9" in result.stdout
+    text = log.read_text()
+    assert "Traceback" not in text and " 500 Internal Server Error" not in text
+
+
+# -- item 12: readiness details only for callers ---------------------------------------------
+
+
+def test_readiness_tells_only_the_status_without_a_valid_key(project, upstream, gateway):
+    project.plugin("broken", "raise RuntimeError('no')\n")
+    gw = gateway()
+    for key in (None, "not-the-key"):
+        anonymous = gw.request("GET", "/readyz", key=key)
+        assert anonymous.json() == {"status": "ready"}
+    detailed = gw.request("GET", "/readyz").json()
+    assert detailed["models"] == 3 and detailed["failed_plugins"] == ["broken"]
+
 
 # -- item 10: loopback is an address --------------------------------------------------------
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..host import Host
 from ..plugins import FAILED
 from ..store import Store
+from . import schema
 from .errors import ApiError
 from .requests import Limits
 
@@ -61,6 +62,14 @@ class Gateway:
             raise ApiError(401, "invalid API key", "authentication_error", "invalid_api_key")
         return matched
 
+    def authorized(self, request: Any) -> bool:
+        """Whether ``request`` may use the API (always, when no keys are configured)."""
+        try:
+            self.identity(request)
+        except ApiError:
+            return False
+        return True
+
     def notice(self, message: str) -> None:
         log.info(self.host.config.redact(message))
 
@@ -82,6 +91,41 @@ class Gateway:
         return (200 if not problems else 503), body
 
 
+class ContainErrors:
+    """Outermost but one (inside Starlette's ServerErrorMiddleware, which re-raises to the
+    server, whose log then carries a traceback): an exception that escapes a route becomes one
+    log line and a 500 in OpenAI's shape, and goes no further."""
+
+    def __init__(self, app: Any, redact: Any) -> None:
+        self.app = app
+        self.redact = redact
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - logged in one line, answered 500
+            # the message may quote configuration: redacted
+            log.error(
+                "%s %s failed: %s",
+                scope.get("method"),
+                scope.get("path"),
+                self.redact(f"{type(exc).__name__}: {exc}"),
+            )
+            if not started:  # (a stream already under way just ends)
+                response = ApiError(500, "internal error", "server_error").response()
+                await response(scope, receive, send)
+
+
 def create_app(host: Host, store: Store | None = None) -> Any:
     """The FastAPI app for ``host``; history goes to ``store`` (default: ``storage.path``)."""
     from .. import __version__
@@ -94,9 +138,10 @@ def create_app(host: Host, store: Store | None = None) -> Any:
         version=__version__,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.gateway = gateway
+    app.add_middleware(ContainErrors, redact=host.config.redact)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Any:
@@ -111,26 +156,28 @@ def create_app(host: Host, store: Store | None = None) -> Any:
             exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind
         ).response()
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Any:
-        # one line, no traceback, no secret: the message may quote configuration
-        log.error(
-            "%s %s failed: %s",
-            request.method,
-            request.url.path,
-            host.config.redact(f"{type(exc).__name__}: {exc}"),
-        )
-        return ApiError(500, "internal error", "server_error").response()
-
-    @app.get("/healthz")
+    @app.get("/healthz", **schema.operation("Alive", "always", auth=False))
     async def healthz() -> Any:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz")
-    async def readyz() -> Any:
+    @app.get("/readyz", **schema.readiness())
+    async def readyz(request: Request) -> Any:
         status, body = gateway.readiness()
+        if not gateway.authorized(request):  # anyone may ask; only callers see why
+            body = {"status": body["status"]}
         return json_response(body, status)
 
     openai_api.register(app, gateway)
     conversations_api.register(app, gateway)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            spec.setdefault("components", {})["securitySchemes"] = schema.security_schemes()
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

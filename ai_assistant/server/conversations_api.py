@@ -11,10 +11,11 @@ from starlette.responses import StreamingResponse
 
 from ..chat import Recorder, chat_settings, to_langchain
 from ..store import UnknownConversationError
+from . import schema
 from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
-from .requests import model_options, read_json, read_messages, read_model_id
+from .requests import model_options, read_flag, read_json, read_messages, read_model_id
 
 
 def _conversation(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,20 +59,22 @@ def register(app: Any, gateway: Gateway) -> None:
                 "conversation_not_found",
             ) from None
 
-    @app.get("/api/models")
+    @app.get("/api/models", **schema.operation("Models with plugin and status", "the models", 401))
     async def models(request: Request) -> Any:
         gateway.identity(request)
         return json_response({"models": [m.describe() for m in gateway.host.registry]})
 
-    @app.post("/api/chat/message")
+    @app.post("/api/chat/message", **schema.chat_message())
     async def message(request: Request) -> Any:
         owner = gateway.identity(request)
         data = await read_json(request, gateway.limits)
         settings = chat_settings(gateway.host)
-        model_id = read_model_id(
+        turns = read_messages(data, gateway.limits)
+        options = model_options(data)
+        stream = read_flag(data, "stream")
+        model_id = read_model_id(  # (404 after any 400)
             data, "modelId", gateway.host.registry, default=settings["default_model"]
         )
-        turns = read_messages(data, gateway.limits)
         history: list[tuple[str, str]] = []
         system = settings["system"]
         conversation_id = data.get("conversationId")
@@ -85,9 +88,8 @@ def register(app: Any, gateway: Gateway) -> None:
         messages = to_langchain([*history, *turns], system, settings["prefix"], settings["suffix"])
         recorder = Recorder(store, conversation_id, owner=owner, system=system)
         user_texts = [text for role, text in turns if role == "user"]
-        stream = data.get("stream") is True
         reply = ReplyStream(
-            gateway, model_id, messages, recorder, user_texts, model_options(data), stream=stream
+            gateway, model_id, messages, recorder, user_texts, options, stream=stream
         )
         await reply.start()
         if not stream:
@@ -125,14 +127,20 @@ def register(app: Any, gateway: Gateway) -> None:
             events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
 
-    @app.get("/api/chat/conversations")
+    @app.get(
+        "/api/chat/conversations",
+        **schema.operation("The caller's conversations", "the conversations", 401),
+    )
     async def conversations(request: Request) -> Any:
         owner = gateway.identity(request)
         return json_response(
             {"conversations": [_conversation(row) for row in store.conversations(owner=owner)]}
         )
 
-    @app.get("/api/chat/{conversation_id}")
+    @app.get(
+        "/api/chat/{conversation_id}",
+        **schema.operation("One of the caller's conversations", "it, with messages", 401, 404),
+    )
     async def conversation(conversation_id: str, request: Request) -> Any:
         owner = gateway.identity(request)
         conv = find(conversation_id, owner)
@@ -140,7 +148,10 @@ def register(app: Any, gateway: Gateway) -> None:
             {**_conversation(conv), "messages": [_message(m) for m in conv["messages"]]}
         )
 
-    @app.delete("/api/chat/{conversation_id}")
+    @app.delete(
+        "/api/chat/{conversation_id}",
+        **schema.operation("Delete one of the caller's conversations", "its id", 401, 404),
+    )
     async def delete(conversation_id: str, request: Request) -> Any:
         owner = gateway.identity(request)
         full_id = find(conversation_id, owner)["id"]

@@ -11,10 +11,18 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from ..chat import Recorder, to_langchain
+from . import schema
 from .app import Gateway, json_response, sse
 from .errors import ApiError
 from .replies import ReplyStream
-from .requests import model_options, read_json, read_messages, read_model_id
+from .requests import (
+    model_options,
+    read_flag,
+    read_include_usage,
+    read_json,
+    read_messages,
+    read_model_id,
+)
 
 
 def _chunk(
@@ -41,7 +49,7 @@ def _chunk(
 
 
 def register(app: Any, gateway: Gateway) -> None:
-    @app.get("/v1/models")
+    @app.get("/v1/models", **schema.operation("Every registered model", "OpenAI's list", 401))
     async def list_models(request: Request) -> Any:
         gateway.identity(request)
         return json_response(
@@ -54,15 +62,15 @@ def register(app: Any, gateway: Gateway) -> None:
             }
         )
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", **schema.chat_completions())
     async def chat_completions(request: Request) -> Any:
         owner = gateway.identity(request)
         data = await read_json(request, gateway.limits)
-        model_id = read_model_id(data, "model", gateway.host.registry)
         turns = read_messages(data, gateway.limits)
         options = model_options(data)
-        stream = data.get("stream") is True
-        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+        stream = read_flag(data, "stream")
+        include_usage = read_include_usage(data)
+        model_id = read_model_id(data, "model", gateway.host.registry)  # (404 after any 400)
         store = gateway.store if gateway.store_completions else None
         recorder = Recorder(store, None, owner=owner)
         last_user = [text for role, text in turns if role == "user"][-1:]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any
 
 from ..errors import did_you_mean
@@ -38,12 +40,58 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
         if len(body) > limits.max_body_bytes:
             raise too_big
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"request body is not valid UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: it is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+        reason = _first_line(exc)
+        if "integer string conversion" in reason:
+            reason = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+        raise ApiError(400, f"request body is not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
+    if _ESCAPED_SURROGATE.search(body):
+        _refuse_lone_surrogates(data)
     return data
+
+
+# JSON text escapes such as \ud800 decode to lone surrogates, which cannot be stored or sent on
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _refuse_lone_surrogates(data: Any) -> None:
+    """400 naming the first field whose text holds an unpaired surrogate (walked without
+    recursion: the body may be nested as deep as the JSON parser allows)."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise ApiError(
+                    400,
+                    f"{where or 'request body'} holds an unpaired UTF-16 surrogate escape",
+                    param=where or None,
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if _SURROGATE.search(key):
+                    raise ApiError(400, "a field name holds an unpaired UTF-16 surrogate escape")
+                pending.append((path, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
 
 
 def read_model_id(
@@ -128,6 +176,25 @@ def read_messages(
             param=field,
         )
     return turns
+
+
+def read_flag(data: dict[str, Any], field: str, where: str | None = None) -> bool:
+    """A boolean field (absent or null: false)."""
+    value = data.get(field)
+    if value is not None and not isinstance(value, bool):
+        where = where or field
+        raise ApiError(400, f"'{where}' must be true or false", param=where)
+    return value is True
+
+
+def read_include_usage(data: dict[str, Any]) -> bool:
+    """``stream_options.include_usage``; ``stream_options`` must be an object when given."""
+    options = data.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+    return read_flag(options, "include_usage", "stream_options.include_usage")
 
 
 def model_options(data: dict[str, Any]) -> dict[str, Any]:
