@@ -105,7 +105,7 @@ def _terminate(signum, frame):  # noqa: ANN001, ARG001
 @click.option(
     "--no-render",
     is_flag=True,
-    help="Print the reply as it comes, without drawing its Markdown (off when not a terminal).",
+    help="Print the reply's Markdown as is (always so when stdout is not a terminal).",
 )
 @global_options
 def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_render) -> None:  # noqa: ANN001

@@ -169,8 +169,10 @@ class MarkdownWriter:
         from rich.live import Live
 
         self.console = Console(file=stream)
-        # at most half the screen: the region must never outgrow it between two checks
+        # Lines beyond the window are printed above it at the next check; till then the region
+        # may grow up to the screen's height less one (Live cannot redraw more than that).
         self._window = max(1, min(self.console.size.height // 2, self.MAX_LIVE_LINES))
+        self._limit = max(1, self.console.size.height - 1)
         self._checked = 0.0
         self._state = ("", 0)  # (text, lines printed above the live region): one atomic swap
         self._cache: tuple[str | None, list[list[Any]]] = (None, [])
@@ -204,8 +206,8 @@ class MarkdownWriter:
     def _tail(self) -> Any:
         text, printed = self._state  # the refresh thread reads one consistent pair
         lines = self._lines(text)
-        # never taller than the window: lines above it are printed by the next _promote
-        return _Lines(lines[max(printed, len(lines) - self._window) :])
+        # never taller than the screen: lines above it are printed by the next _promote
+        return _Lines(lines[max(printed, len(lines) - self._limit) :])
 
     def _promote(self, text: str, upto: int) -> None:
         """Print the rendered lines before ``upto`` above the live region, for good."""

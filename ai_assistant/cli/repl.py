@@ -20,7 +20,7 @@ HELP = """\
 /model      show the current model
 /new        start a new conversation
 /history    show this conversation
-/multi      write a message of several lines; a line /end sends it
+/multi      write a message of several lines; a line /end sends it, Ctrl-C drops it
 \"\"\"         the same: a line of \"\"\" starts the message, another sends it
 /exit       leave (or Ctrl-D); Ctrl-C stops a reply in progress
 A paste of several lines is one message: edit it, then press Enter to send it."""
