@@ -316,6 +316,97 @@ def test_readiness_tells_only_the_status_without_a_valid_key(project, upstream, 
     assert detailed["models"] == 3 and detailed["failed_plugins"] == ["broken"]
 
 
+# -- item 7: the prompt limit counts what is sent upstream ----------------------------------
+
+LIMITED = """
+[default.server.limits]
+max_prompt_chars = 1000
+"""
+
+
+def _sent_chars(upstream) -> int:
+    return sum(len(m["content"]) for m in upstream.requests[-1]["body"]["messages"])
+
+
+def test_a_continued_conversation_is_trimmed_to_the_limit_and_says_so(project, upstream, gateway):
+    gw = gateway(LIMITED)
+    first = gw.request(
+        "POST", "/api/chat/message", {"modelId": "good", "messages": [_user("a", 400)]}
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["context"] == {
+        "messages": 1,
+        "characters": 400,
+        "trimmedMessages": 0,
+        "maxPromptChars": 1000,
+    }
+    conversation = first.json()["conversationId"]
+    for turn, letter in enumerate("bcd", start=1):
+        reply = gw.request(
+            "POST",
+            "/api/chat/message",
+            {"modelId": "good", "conversationId": conversation, "messages": [_user(letter, 400)]},
+        )
+        assert reply.status_code == 200, reply.text
+        assert _sent_chars(upstream) <= 1000
+        sent = upstream.requests[-1]["body"]["messages"]
+        assert sent[0]["role"] == "user"  # never starts on an assistant turn
+        assert sent[-1]["content"] == letter * 400
+        context = reply.json()["context"]
+        assert context["characters"] == _sent_chars(upstream)
+        assert context["trimmedMessages"] == 2 * turn  # the stored history, minus what fit
+    # the stored conversation keeps every turn
+    detail = gw.request("GET", f"/api/chat/{conversation}").json()
+    assert len(detail["messages"]) == 8
+
+
+def test_a_trimmed_stream_says_so_in_its_start_event(project, upstream, gateway):
+    gw = gateway(LIMITED)
+    first = gw.request(
+        "POST", "/api/chat/message", {"modelId": "good", "messages": [_user("a", 600)]}
+    )
+    response = gw.request(
+        "POST",
+        "/api/chat/message",
+        {
+            "modelId": "good",
+            "stream": True,
+            "conversationId": first.json()["conversationId"],
+            "messages": [_user("b", 600)],
+        },
+    )
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line[:6] == "data: "]
+    assert events[0]["type"] == "start" and events[0]["context"]["trimmedMessages"] == 2
+    assert events[-1]["type"] == "done" and events[-1]["context"]["characters"] == 600
+    assert _sent_chars(upstream) == 600
+
+
+@pytest.mark.parametrize("path", ["/api/chat/message", "/v1/chat/completions"])
+def test_the_system_prompt_and_the_wrapping_count_toward_the_limit(
+    project, upstream, path, gateway
+):
+    extra = LIMITED + '\n[default.prompt]\nsystem = "{}"\nprefix = "<<"\nsuffix = ">>"\n'.format(
+        "s" * 300
+    )
+    gw = gateway(extra)
+    body = {"modelId": "good", "model": "good", "messages": [_user("q", 800)]}
+    response = gw.request("POST", path, body)
+    if path == "/v1/chat/completions":  # OpenAI's protocol sends the client's messages as given
+        assert response.status_code == 200, response.text
+        return
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "prompt_too_long" and error["param"] == "messages"
+    assert (
+        "prompt too long: 1104 characters (server.limits.max_prompt_chars is 1000)"
+        in (error["message"])
+    )
+
+
+def _user(letter: str, size: int) -> dict[str, str]:
+    return {"role": "user", "content": letter * size}
+
+
 # -- item 10: loopback is an address --------------------------------------------------------
 
 

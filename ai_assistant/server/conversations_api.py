@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import StreamingResponse
 
-from ..chat import Recorder, chat_settings, to_langchain
+from ..chat import Recorder, chat_settings
 from ..store import UnknownConversationError
 from . import schema
 from .app import Gateway, json_response, sse
 from .errors import ApiError
+from .prompt import assemble
 from .replies import ReplyStream
 from .requests import model_options, read_flag, read_json, read_messages, read_model_id
 
@@ -85,11 +86,18 @@ def register(app: Any, gateway: Gateway) -> None:
             conversation_id = conv["id"]
             system = conv["system"] or system
             history = [(m["role"], m["content"]) for m in conv["messages"] if m["content"]]
-        messages = to_langchain([*history, *turns], system, settings["prefix"], settings["suffix"])
+        limit = gateway.limits.max_prompt_chars
+        prompt = assemble(limit, turns, history, system, settings["prefix"], settings["suffix"])
+        context = prompt.describe(limit)
+        if prompt.trimmed:
+            gateway.notice(
+                f"conversation {conversation_id}: the oldest {prompt.trimmed} message(s) were "
+                f"left out to fit server.limits.max_prompt_chars ({limit})"
+            )
         recorder = Recorder(store, conversation_id, owner=owner, system=system)
         user_texts = [text for role, text in turns if role == "user"]
         reply = ReplyStream(
-            gateway, model_id, messages, recorder, user_texts, options, stream=stream
+            gateway, model_id, prompt.messages, recorder, user_texts, options, stream=stream
         )
         await reply.start()
         if not stream:
@@ -103,11 +111,14 @@ def register(app: Any, gateway: Gateway) -> None:
                         "modelId": reply.reply.model_id,
                     },
                     "usage": reply.usage(),
+                    "context": context,
                 }
             )
 
         async def events() -> AsyncIterator[str]:
-            yield sse({"type": "start", "conversationId": recorder.conversation_id})
+            yield sse(
+                {"type": "start", "conversationId": recorder.conversation_id, "context": context}
+            )
             try:
                 async for text in reply.tokens():
                     yield sse({"type": "token", "content": text})
@@ -120,6 +131,7 @@ def register(app: Any, gateway: Gateway) -> None:
                     "conversationId": recorder.conversation_id,
                     "modelId": reply.reply.model_id,
                     "usage": reply.usage(),
+                    "context": context,
                 }
             )
 

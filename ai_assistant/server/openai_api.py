@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import StreamingResponse
 
-from ..chat import Recorder, to_langchain
+from ..chat import Recorder
 from . import schema
 from .app import Gateway, json_response, sse
 from .errors import ApiError
+from .prompt import assemble
 from .replies import ReplyStream
 from .requests import (
     model_options,
@@ -71,11 +72,12 @@ def register(app: Any, gateway: Gateway) -> None:
         stream = read_flag(data, "stream")
         include_usage = read_include_usage(data)
         model_id = read_model_id(data, "model", gateway.host.registry)  # (404 after any 400)
+        prompt = assemble(gateway.limits.max_prompt_chars, turns)
         store = gateway.store if gateway.store_completions else None
         recorder = Recorder(store, None, owner=owner)
         last_user = [text for role, text in turns if role == "user"][-1:]
         reply = ReplyStream(
-            gateway, model_id, to_langchain(turns), recorder, last_user, options, stream=stream
+            gateway, model_id, prompt.messages, recorder, last_user, options, stream=stream
         )
         await reply.start()
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"

@@ -137,7 +137,8 @@ def text_of(content: Any, where: str) -> str:
 def read_messages(
     data: dict[str, Any], limits: Limits, field: str = "messages", allow_empty: bool = False
 ) -> list[tuple[str, str]]:
-    """(role, text) pairs from ``data[field]``, checked against the limits."""
+    """(role, text) pairs from ``data[field]``, checked against ``max_messages`` (the prompt's
+    size is checked once it is assembled: see ``prompt.assemble``)."""
     messages = data.get(field)
     if messages is None and allow_empty:
         return []
@@ -152,7 +153,6 @@ def read_messages(
             param=field,
         )
     turns = []
-    total = 0
     for i, message in enumerate(messages):
         where = f"{field}[{i}]"
         if not isinstance(message, dict):
@@ -165,16 +165,7 @@ def read_messages(
                 400, f"{where}.role must be one of {', '.join(ROLES)}", param=f"{where}.role"
             )
         text = text_of(message.get("content"), f"{where}.content")
-        total += len(text)
         turns.append((role, text))
-    if total > limits.max_prompt_chars:
-        raise ApiError(
-            400,
-            f"prompt too long: {total} characters (server.limits."
-            f"max_prompt_chars is {limits.max_prompt_chars})",
-            code="prompt_too_long",
-            param=field,
-        )
     return turns
 
 
