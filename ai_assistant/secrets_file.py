@@ -178,9 +178,10 @@ def leaf_paths(data: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
             yield path
 
 
-def keys_in(path: Path) -> list[tuple[str, str]]:
-    """``(environment, key path)`` for every value set in ``path``, in file order; empty
-    strings count as unset."""
+def keys_in(path: Path) -> list[tuple[str, str, list[str]]]:
+    """``(environment, key path, variables)`` for every value set in ``path``, in file order
+    (empty strings count as unset); ``variables`` are the environment variables a value takes
+    its text from (``"@format {env[OPENAI_API_KEY]}"``), never the value itself."""
     import tomllib
 
     try:
@@ -194,9 +195,20 @@ def keys_in(path: Path) -> list[tuple[str, str]]:
     for env, table in data.items():
         if isinstance(table, Mapping):
             for key_path in leaf_paths(table):
-                if _value_at(table, key_path) not in (None, ""):
-                    found.append((env, key_path))
+                value = _value_at(table, key_path)
+                if value not in (None, ""):
+                    found.append((env, key_path, format_variables(value)))
     return found
+
+
+_ENV_REFERENCE = re.compile(r"""\{env\[['"]?(\w+)['"]?\]""")
+
+
+def format_variables(value: Any) -> list[str]:
+    """The environment variables an ``@format`` value names: ``{env[NAME]}``."""
+    if isinstance(value, str) and value.lstrip().startswith("@format"):
+        return list(dict.fromkeys(_ENV_REFERENCE.findall(value)))
+    return []
 
 
 def _value_at(data: Mapping[str, Any], key_path: str) -> Any:
@@ -210,6 +222,7 @@ __all__ = [
     "DEFAULT_TABLE",
     "KEY_PATH_FORM",
     "check_key_path",
+    "format_variables",
     "keys_in",
     "leaf_paths",
     "set_secret",

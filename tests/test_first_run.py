@@ -526,3 +526,22 @@ def test_a_symlinked_secrets_file_stays_a_link(remote, tmp_path_factory):
     assert "# from my dotfiles" in real.read_text() and VALUE in real.read_text()
     assert mode(real) == 0o600
     assert models()["gpt-4o-mini"]["status"] == "ready"
+
+
+def test_secrets_list_names_the_variable_a_format_value_comes_from(remote, monkeypatch):
+    remote.write(
+        "settings.local.toml",
+        '[default.models.openai_compatible]\napi_key = "@format {env[ACME_OPENAI_KEY]}"\n',
+    )
+    monkeypatch.delenv("ACME_OPENAI_KEY", raising=False)
+    unset = run("secrets", "list")
+    assert "settings.local.toml from $ACME_OPENAI_KEY (not set)" in unset.stdout
+    assert models()["gpt-4o-mini"]["status"] == "missing secret"
+
+    monkeypatch.setenv("ACME_OPENAI_KEY", "acme-env-key-2468")
+    listed = run("secrets", "list")
+    assert listed.stdout.splitlines()[-1].endswith("settings.local.toml from $ACME_OPENAI_KEY")
+    assert "acme-env-key-2468" not in listed.stdout + listed.stderr
+    (item,) = json.loads(run("secrets", "list", "--json").stdout)
+    assert item["from_variables"] == ["ACME_OPENAI_KEY"] and item["unset_variables"] == []
+    assert models()["gpt-4o-mini"]["status"] == "ready"

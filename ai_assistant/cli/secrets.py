@@ -154,16 +154,34 @@ def secret_keys(config: Config) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for path in config.files:
         is_secrets = path.name == SECRETS_FILE or path.name.startswith(".secrets.")
-        for env, key_path in keys_in(path):
+        for env, key_path, variables in keys_in(path):
             if is_secrets or _is_secret_path(key_path):
-                found.append({"key": key_path, "file": str(path), "env": env, "variable": None})
+                found.append(
+                    {
+                        "key": key_path,
+                        "file": str(path),
+                        "env": env,
+                        "variable": None,
+                        "from_variables": variables,  # @format {env[NAME]}
+                        "unset_variables": [v for v in variables if v not in os.environ],
+                    }
+                )
     prefix = ENVVAR_PREFIX + "_"
     for name, value in sorted(os.environ.items()):
         if not name.startswith(prefix) or name == f"{prefix}ENV" or value == "":
             continue
         key_path = name[len(prefix) :].lower().replace("__", ".")
         if _is_secret_path(key_path):
-            found.append({"key": key_path, "file": None, "env": None, "variable": name})
+            found.append(
+                {
+                    "key": key_path,
+                    "file": None,
+                    "env": None,
+                    "variable": name,
+                    "from_variables": [],
+                    "unset_variables": [],
+                }
+            )
     return found
 
 
@@ -192,6 +210,12 @@ def list_command(fmt: str = "table") -> None:
             source = shown_path(Path(item["file"]))
             if item["env"] != DEFAULT_TABLE:
                 source += f" [{item['env']}]"
+            if item["from_variables"]:
+                names = [
+                    f"${v}" + (" (not set)" if v in item["unset_variables"] else "")
+                    for v in item["from_variables"]
+                ]
+                source += f" from {', '.join(names)}"
         rows.append((item["key"], source))
     click.echo(render_table(["KEY", "SET IN"], rows))
 
