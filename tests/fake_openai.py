@@ -9,11 +9,14 @@ The requested model name picks the behaviour, so one server serves every case:
 - ``drop``: streams two tokens, then drops the connection mid-body
 - ``gated``: streams one token, then waits for ``server.gate`` before the rest
 - ``tokens-<n>``: streams n tokens as fast as it can
+- ``held``: sets ``server.arrived``, then sends nothing until ``server.hold`` is set; a client
+  that hangs up meanwhile sets ``server.hung_up`` (and counts in ``aborted``)
 """
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -47,6 +50,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         model = str(body.get("model", ""))
+        if model == "held" and not self._hold():
+            return
         if model.startswith("slow-"):
             time.sleep(float(model.split("-", 1)[1]))
         if model.startswith("e") and model[1:].isdigit():
@@ -100,6 +105,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._stream(
             model, tokens, usage, bool((body.get("stream_options") or {}).get("include_usage"))
         )
+
+    def _hold(self) -> bool:
+        """Wait for ``server.hold``; False (and ``hung_up`` set) if the client hangs up first."""
+        self.server.arrived.set()
+        while not self.server.hold.wait(0.02):  # (the fake's own poll; tests wait on events)
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                self.server.aborted += 1
+                self.server.hung_up.set()
+                self.close_connection = True
+                return False
+        return True
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -170,6 +187,9 @@ class _Server(ThreadingHTTPServer):
 
     requests: list[dict[str, Any]]
     gate: threading.Event
+    hold: threading.Event
+    arrived: threading.Event
+    hung_up: threading.Event
     finished_at: float | None
     aborted: int
 
@@ -181,6 +201,9 @@ class FakeOpenAI:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.requests = []
         self._server.gate = threading.Event()
+        self._server.hold = threading.Event()
+        self._server.arrived = threading.Event()
+        self._server.hung_up = threading.Event()
         self._server.finished_at = None
         self._server.aborted = 0
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -198,6 +221,21 @@ class FakeOpenAI:
         return self._server.gate
 
     @property
+    def hold(self) -> threading.Event:
+        """Releases ``held`` requests."""
+        return self._server.hold
+
+    @property
+    def arrived(self) -> threading.Event:
+        """Set when a ``held`` request has arrived."""
+        return self._server.arrived
+
+    @property
+    def hung_up(self) -> threading.Event:
+        """Set when the client of a ``held`` request hung up before it was released."""
+        return self._server.hung_up
+
+    @property
     def finished_at(self) -> float | None:
         """When the last streamed reply was fully sent (perf_counter), since ``reset``."""
         return self._server.finished_at
@@ -209,6 +247,9 @@ class FakeOpenAI:
 
     def reset(self) -> None:
         self._server.gate.clear()
+        self._server.hold.clear()
+        self._server.arrived.clear()
+        self._server.hung_up.clear()
         self._server.finished_at = None
 
     def start(self) -> FakeOpenAI:
@@ -217,6 +258,7 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         self._server.gate.set()
+        self._server.hold.set()
         self._server.shutdown()
         self._server.server_close()
 

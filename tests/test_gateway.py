@@ -49,6 +49,7 @@ models = [
   {{ model_name = "slow-4", id = "sluggish" }},
   {{ model_name = "drop", id = "flaky" }},
   {{ model_name = "gated", id = "gated" }},
+  {{ model_name = "held", id = "held" }},
 ]
 
 [default.chat.fallbacks]
@@ -282,7 +283,7 @@ def test_health_and_readiness_need_no_key_and_tell_strangers_only_the_status(gat
 def test_readiness_details_need_a_valid_key(gateway):
     ready = httpx.get(gateway["url"] + "/readyz", headers={"Authorization": f"Bearer {BOB}"})
     assert ready.status_code == 200
-    assert ready.json()["status"] == "ready" and ready.json()["models"] == 11
+    assert ready.json()["status"] == "ready" and ready.json()["models"] == 12
     assert ready.json()["failed_plugins"] == []
 
 
@@ -418,6 +419,38 @@ def test_client_disconnect_cancels_upstream_and_stores_interrupted(gateway, upst
     while upstream.aborted < 1:
         assert time.monotonic() < deadline, "the upstream request was not cancelled"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_leaving_before_the_first_token_cancels_upstream(gateway, upstream, stream):
+    """Through uvicorn: the client's socket closes while the upstream has sent nothing yet."""
+    upstream.reset()
+    prompt = f"leave early {stream}"
+    body = json.dumps(
+        {"model": "held", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
+    ).encode()
+    port = int(gateway["url"].rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+                + f"Authorization: Bearer {ALICE}\r\nContent-Type: application/json\r\n".encode()
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            assert upstream.arrived.wait(30), "the request never reached the upstream"
+        # the client is gone; so must the gateway's upstream call be
+        assert upstream.hung_up.wait(30), "the upstream call was not cancelled"
+    finally:
+        upstream.hold.set()
+    deadline = time.monotonic() + 20
+    while (
+        not (replies := _assistant_replies(gateway, prompt)) or replies[0]["status"] == "streaming"
+    ):
+        assert time.monotonic() < deadline, "the reply was never settled"
+        time.sleep(0.05)  # (another process writes it: polled)
+    assert replies[0]["status"] == "interrupted"
+    assert replies[0]["error"] == "the client disconnected before the first token"
 
 
 def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(gateway):

@@ -407,6 +407,97 @@ def _user(letter: str, size: int) -> dict[str, str]:
     return {"role": "user", "content": letter * size}
 
 
+# -- item 8: a client that leaves before the first token ------------------------------------
+
+
+async def _leave_before_the_first_token(app, upstream, path: str, body: dict) -> list[dict]:
+    """POST ``body``; once the upstream has the request, the client disconnects. Returns the
+    ASGI messages the app sent (it must return without the upstream ever answering)."""
+    payload = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gateway", 80),
+    }
+    gone = asyncio.Event()
+    body_sent = False
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    served = asyncio.create_task(app(scope, receive, send))
+    assert await asyncio.to_thread(upstream.arrived.wait, 30), "the upstream never got it"
+    assert not served.done()
+    gone.set()  # the client hangs up
+    # (a bound, not a pace: without the cancel this would wait for the 300 s request_timeout)
+    await asyncio.wait_for(served, 20)
+    assert not upstream.hold.is_set()  # the app returned while the upstream still had nothing
+    assert await asyncio.to_thread(upstream.hung_up.wait, 20), "the upstream call went on"
+    return sent
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"model": "held", "messages": [_user("w", 5)]}),
+        ("/v1/chat/completions", {"model": "held", "stream": True, "messages": [_user("w", 5)]}),
+        ("/api/chat/message", {"modelId": "held", "messages": [_user("w", 5)]}),
+        ("/api/chat/message", {"modelId": "held", "stream": True, "messages": [_user("w", 5)]}),
+    ],
+)
+def test_leaving_before_the_first_token_cancels_upstream_and_stores_interrupted(
+    project, upstream, path, body, gateway
+):
+    gw = gateway()
+    try:
+        sent = gw.run(_leave_before_the_first_token(gw.app, upstream, path, body))
+    finally:
+        upstream.hold.set()
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] in ([], [499])
+    (reply,) = _replies(project)
+    assert reply["status"] == "interrupted"
+    assert reply["error"] == "the client disconnected before the first token"
+    assert reply["content"] == ""
+
+
+def test_a_timed_out_reply_is_stored_with_its_reason(project, upstream, gateway):
+    gw = gateway("\n[default.server.limits]\nrequest_timeout = 0.2\n")
+    try:
+        response = gw.request(
+            "POST", "/v1/chat/completions", {"model": "held", "messages": [_user("t", 3)]}
+        )
+    finally:
+        upstream.hold.set()
+    assert response.status_code == 504
+    (reply,) = _replies(project)
+    assert reply["status"] == "failed"
+    assert reply["error"] == "no complete reply within server.limits.request_timeout (0.2 s)"
+
+
 # -- item 10: loopback is an address --------------------------------------------------------
 
 

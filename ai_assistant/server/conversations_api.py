@@ -99,7 +99,7 @@ def register(app: Any, gateway: Gateway) -> None:
         reply = ReplyStream(
             gateway, model_id, prompt.messages, recorder, user_texts, options, stream=stream
         )
-        await reply.start()
+        await reply.start(request.receive)
         if not stream:
             text = await reply.collect()
             return json_response(

@@ -79,7 +79,7 @@ def register(app: Any, gateway: Gateway) -> None:
         reply = ReplyStream(
             gateway, model_id, prompt.messages, recorder, last_user, options, stream=stream
         )
-        await reply.start()
+        await reply.start(request.receive)
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if not stream:

@@ -15,9 +15,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..chat import ChatError, Recorder, Reply, Turn, ainvoke_turn, astream_turn
+from ..store import FAILED
 from .errors import ApiError, from_chat_error
 
 log = logging.getLogger("ai_assistant.server")
+
+LEFT_BEFORE_FIRST_TOKEN = "the client disconnected before the first token"
+
+
+class ClientGone(ApiError):
+    """The client disconnected while the reply was awaited: nobody reads this response (499 is
+    nginx's "client closed request", for the access log)."""
+
+    def __init__(self) -> None:
+        super().__init__(499, LEFT_BEFORE_FIRST_TOKEN, code="client_disconnected")
+
+
+async def _client_disconnects(receive: Any) -> None:
+    """Returns when the ASGI server reports that the client went away (the request body has
+    been read, so the next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class ReplyStream:
@@ -56,29 +74,39 @@ class ReplyStream:
         except StopAsyncIteration:
             return None
 
-    def _end(self, exc: BaseException | None) -> None:
+    def _end(self, exc: BaseException | None, why: str | None = None) -> None:
         if not self._ended:
             self._ended = True
             self.turn.settle(exc)
+            if why is not None:
+                self.reply.error = why
+            elif self.reply.status == FAILED and not self.reply.error and exc is not None:
+                self.reply.error = (  # an exception without a message: say what it was
+                    self._timed_out() if isinstance(exc, TimeoutError) else type(exc).__name__
+                )
             self.recorder.finish(self.reply)
+
+    def _timed_out(self) -> str:
+        return f"no complete reply within server.limits.request_timeout ({self.timeout:g} s)"
 
     def _api_error(self, exc: Exception) -> ApiError:
         if isinstance(exc, ChatError):
             return from_chat_error(exc)
         if isinstance(exc, TimeoutError):
-            return ApiError(
-                504,
-                f"no complete reply within server.limits.request_timeout ({self.timeout:g} s)",
-                "timeout_error",
-                "timeout",
-            )
+            return ApiError(504, self._timed_out(), "timeout_error", "timeout")
         log.error("reply failed: %s", self._redact(f"{type(exc).__name__}: {exc}"))
         return ApiError(500, "internal error while producing the reply", "server_error")
 
-    async def start(self) -> None:
-        """Wait for the first token; a reply that fails before it raises ``ApiError``."""
+    async def start(self, receive: Any = None) -> None:
+        """Wait for the first token; a reply that fails before it raises ``ApiError``.
+
+        With ``receive`` (the request's ASGI receive), a client that disconnects meanwhile
+        cancels the upstream call at once: the reply is stored interrupted and ``ClientGone``
+        is raised."""
         try:
-            self._first = await self._next()
+            self._first = await self._first_or_gone(receive)
+        except ClientGone:
+            raise
         except Exception as exc:
             self._end(exc)
             raise self._api_error(exc) from None
@@ -87,6 +115,38 @@ class ReplyStream:
             raise
         if self._first is None:
             self._end(None)
+
+    async def _first_or_gone(self, receive: Any) -> str | None:
+        """The first token, awaited in this task (the upstream stream stays in the task that
+        reads it); a watcher cancels the wait when the client disconnects."""
+        if receive is None:
+            return await self._next()
+        handler = asyncio.current_task()
+        assert handler is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            await _client_disconnects(receive)
+            left = True
+            handler.cancel()  # wherever the upstream call is, it is cancelled there
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            return await self._next()
+        except asyncio.CancelledError:
+            if not left or handler.uncancel() > 0:  # (cancelled for another reason too)
+                raise
+        finally:
+            watcher.cancel()  # the response reads `receive` itself from here on
+            await asyncio.wait((watcher,))
+            if not watcher.cancelled():
+                watcher.exception()  # (retrieved: a failed watcher changes nothing)
+        self._end(asyncio.CancelledError(), why=LEFT_BEFORE_FIRST_TOKEN)
+        with contextlib.suppress(Exception):
+            await self._tokens.aclose()
+        log.info("%s: the upstream call was cancelled", LEFT_BEFORE_FIRST_TOKEN)
+        raise ClientGone()
 
     async def tokens(self) -> AsyncIterator[str]:
         """The reply's text pieces; a failure after the first raises ``ApiError``."""
