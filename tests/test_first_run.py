@@ -25,16 +25,24 @@ models = [{ model_name = "gpt-4o-mini", endpoint = "https://api.example.com/v1" 
 """
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test here has HOME and XDG_CONFIG_HOME in temporary folders of its own: nothing
+    of the developer's (~/.config/ai-assistant, git's settings) is read or written."""
+    base = tmp_path_factory.mktemp("user")
+    (base / "home").mkdir()
+    monkeypatch.setenv("HOME", str(base / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    return base
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME and XDG_CONFIG_HOME in temporary folders, and an empty current folder."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    (tmp_path / "home").mkdir()
-    work = tmp_path / "work"
+def home(private_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's folders, and an empty current folder ``work`` beside them."""
+    work = private_home / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return tmp_path
+    return private_home
 
 
 def models(*args: str) -> dict[str, dict]:
