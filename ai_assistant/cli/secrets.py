@@ -138,8 +138,8 @@ def _notes(config: Config, key_path: str) -> list[str]:
         sections = [str(k).lower() for k in models]
         if parts[1].lower() not in sections:
             notes.append(
-                f"the settings have no [default.models.{parts[1]}] section"
-                f"{did_you_mean(parts[1].lower(), sections)}"
+                f"the settings have no [default.models.{parts[1]}] section (yet), so nothing "
+                f"reads this key{did_you_mean(parts[1].lower(), sections)}"
             )
     variable = env_var_name(key_path)
     if os.environ.get(variable) is not None:
