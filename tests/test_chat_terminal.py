@@ -126,8 +126,8 @@ def test_no_spinner_when_stderr_is_not_a_terminal(echo_project):
 
 
 def test_spinner_in_the_session_and_notices_stay_off_the_reply(echo_project):
-    """A notice (here: a fallback that answered) while the reply is on screen waits for its
-    end, so the reply's line is not broken."""
+    """A notice while the spinner turns erases it first; one while the reply is on screen (a
+    fallback answered) waits for the reply's end, so no line is broken."""
     echo_project.write(
         "settings.toml",
         SETTINGS
@@ -146,6 +146,9 @@ down = ["slow"]
         child.expect_exact("down> ")
         child.sendline("one two")
         child.expect_exact(f"{SPINNER} down")
+        child.expect_exact("note: model 'down' failed")
+        assert child.before.endswith(ERASE)
+        child.expect_exact("trying 'slow'\r\n")
         child.expect_exact("slow echo: one two\r\n")
         assert child.before.endswith(ERASE)
         child.expect_exact("note: answered by 'slow'")

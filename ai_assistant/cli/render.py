@@ -38,7 +38,7 @@ class Spinner:
     def __init__(self, label: str, stream: IO[str]) -> None:
         self.stream = stream
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._shown = False
         try:
             self.FRAMES.encode(getattr(stream, "encoding", None) or "ascii")
@@ -51,6 +51,8 @@ class Spinner:
 
     def start(self) -> Spinner:
         self._draw(0)
+        if sys.stderr is self.stream:  # whatever else writes there erases the spinner first
+            sys.stderr = _Aside(self)
         self._thread = threading.Thread(target=self._run, name="spinner", daemon=True)
         self._thread.start()
         return self
@@ -90,9 +92,26 @@ class Spinner:
         self._stop.set()
         with self._lock:
             self._erase()
+            if isinstance(sys.stderr, _Aside) and sys.stderr.spinner is self:
+                sys.stderr = self.stream
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1)
             self._thread = None
+
+
+class _Aside:
+    """sys.stderr while a spinner turns: a warning or a notice written there erases the spinner
+    first (the next frame draws it again below), instead of running into it."""
+
+    def __init__(self, spinner: Spinner) -> None:
+        self.spinner = spinner
+
+    def write(self, text: str) -> int:
+        with self.spinner.hidden():
+            return self.spinner.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.spinner.stream, name)
 
 
 class PlainWriter:
