@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -534,3 +535,111 @@ def test_an_endpoint_named_like_loopback_still_needs_its_key(project, gateways):
     status = {m["id"]: m["status"] for m in models}
     assert status["local"] == status["v6"] == status["named"] == "ready"
     assert status["fake"] == "missing secret"
+
+
+# -- item 10: serve does not claim loopback when it is not ---------------------------------
+
+
+def test_an_insecure_gateway_does_not_claim_loopback(project):
+    proc, _, log = _start(project.root, "--insecure", "--host", "0.0.0.0")
+    _stop(proc)
+    banner = log.read_text().splitlines()[0]
+    assert "(loopback only)" not in banner
+    assert "open to anyone who can reach it (--insecure)" in banner
+
+
+# -- item 9: out-of-range serve options, a busy port ----------------------------------------
+
+
+def _serve(project, *args: str) -> subprocess.CompletedProcess:
+    # (the timeout is a bound: before the fix these started a server that never returned)
+    return subprocess.run(
+        [EXE, "serve", *args], cwd=project.root, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "args, settings, named",
+    [
+        (["--port", "70000"], "", "--port must be a whole number from 1 to 65535, not 70000"),
+        (["--port", "-1"], "", "--port must be a whole number from 1 to 65535, not -1"),
+        (["--workers", "0"], "", "--workers must be a whole number of at least 1, not 0"),
+        ([], "[default.server]\nport = 70000\n", "server.port"),
+        ([], "[default.server]\nworkers = 0\n", "server.workers"),
+    ],
+)
+def test_out_of_range_port_or_workers_is_refused_by_name(project, args, settings, named):
+    project.settings(settings)
+    result = _serve(project, *args)
+    assert result.returncode == 1
+    assert named in result.stderr
+    assert "Uvicorn" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_one_line_naming_it(project):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _serve(project, "--port", str(port))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: port {port} is already in use on 127.0.0.1: choose another with --port N "
+        "(or server.port in settings.toml)"
+    ]
+
+
+# -- item 4 (logs): redacted by the host's config, no traceback unless -v ------------------
+
+NOISY_PLUGIN = """\
+import logging
+
+from ai_assistant import hookimpl
+
+
+def build():
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    try:
+        raise RuntimeError("the cache is cold")
+    except RuntimeError:
+        logging.getLogger("noisy").warning("building the model hit a snag", exc_info=True)
+    return FakeListChatModel(responses=["fine"])
+
+
+@hookimpl
+def register_models(config, registry):
+    registry.register("noisy", factory=build)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_server_log_is_redacted_and_has_tracebacks_only_with_v(project, upstream, verbose):
+    password = "pw-in-url-5150"
+    url = upstream.url.replace("http://", f"http://user:{password}@")
+    project.plugin("noisy", NOISY_PLUGIN)
+    project.settings(SETTINGS.format(url=url))
+    project.write(
+        ".secrets.toml", f'[default.models.openai_compatible]\napi_key = "{SECRET_KEY}"\n'
+    )
+    proc, base, log = _start(project.root, *(["-v"] if verbose else []))
+    try:
+        for model in ("good", "noisy"):
+            response = httpx.post(
+                base + "/v1/chat/completions",
+                json={"model": model, "messages": USER_X},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "HTTP Request: POST http://" in text  # the HTTP client's line is there...
+    assert password not in text and SECRET_KEY not in text  # ...without the credentials
+    assert "building the model hit a snag" in text
+    if verbose:
+        assert "Traceback" in text and 'raise RuntimeError("the cache is cold")' in text
+    else:
+        assert "Traceback" not in text
+        assert "building the model hit a snag (RuntimeError: the cache is cold)" in text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from .context import get_host, global_options, options
@@ -22,27 +20,19 @@ from .context import get_host, global_options, options
 def serve(bind_host: str | None, port: int | None, workers: int | None, insecure: bool) -> None:
     """Serve every registered model over OpenAI's chat-completions API (/v1) and a conversation
     API (/api), with /healthz and /readyz."""
+    from ..net import is_loopback_host
     from ..server.run import ServeOptions, check_exposure, run
 
     host = get_host()
     serve_options = ServeOptions(host.config, bind_host, port, workers)
     check_exposure(serve_options, insecure)
     opts = options()
-    logging.basicConfig(
-        level=logging.DEBUG if opts.verbose else logging.INFO,
-        format="%(levelname)s:     %(message)s",
-    )
-    auth = (
-        f"{len(host.config.get('server.api_keys'))} API key(s)"
-        if serve_options.has_keys
-        else "no API keys (loopback only)"
-    )
-    click.echo(
-        f"ai-assistant gateway: {len(host.registry)} models, {auth}, "
-        f"{serve_options.workers} worker(s) on "
-        f"http://{serve_options.host}:{serve_options.port}",
-        err=True,
-    )
+    if serve_options.has_keys:
+        auth = f"{len(host.config.get('server.api_keys'))} API key(s)"
+    elif is_loopback_host(serve_options.host):
+        auth = "no API keys (loopback only)"
+    else:  # --insecure
+        auth = "no API keys: open to anyone who can reach it (--insecure)"
     run(
         host,
         serve_options,
@@ -52,5 +42,9 @@ def serve(bind_host: str | None, port: int | None, workers: int | None, insecure
             "plugins_dirs": opts.plugins_dir,
             "strict": opts.strict or None,
         },
-        log_level="debug" if opts.verbose else "info",
+        verbose=opts.verbose,
+        banner=(
+            f"ai-assistant gateway: {len(host.registry)} models, {auth}, "
+            f"{serve_options.workers} worker(s) on {serve_options.url}"
+        ),
     )
