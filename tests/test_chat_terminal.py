@@ -162,19 +162,21 @@ down = ["slow"]
 # --- multi-line input ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r"], ids=["LF", "CR"])
 @pytest.mark.parametrize(
     "shell",
     [None, "| cat"],
     ids=["readline", "stdout-piped-no-readline"],
 )
-def test_a_bracketed_paste_is_one_message(echo_project, shell):
+def test_a_bracketed_paste_is_one_message(echo_project, shell, newline):
     """With readline (stdin and stdout a terminal) readline takes the paste; with stdout piped
-    input() reads plain lines and the session puts the paste back together itself."""
+    input() reads plain lines and the session puts the paste back together itself. Terminals
+    send a pasted line break as CR, as Enter; it is still part of the paste."""
     child = _spawn(echo_project, "chat", "-m", "echo", "--no-render", shell=shell)
     try:
         child.expect_exact("echo> ")
         assert "\x1b[?2004h" in child.before  # bracketed paste mode is on
-        child.send("\x1b[200~line one\nline two\x1b[201~\r")
+        child.send(f"\x1b[200~line one{newline}line two\x1b[201~\r")
         child.expect_exact("echo: line one")
         child.expect_exact("line two")
         child.expect_exact("echo> ")
