@@ -24,6 +24,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -180,10 +181,27 @@ class Store:
             ) from None
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+
+    def _enable_wal(self, wait: float = 10.0) -> None:
+        """Switch a new file to WAL (a no-op once it is). When another process is setting up the
+        same new file, SQLite answers "locked" at once rather than wait (waiting could deadlock),
+        so wait here, as long as for any other lock, and try again."""
+        deadline = time.monotonic() + wait
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def close(self) -> None:
         if self._writer_release is not None and self._writer_release.alive:

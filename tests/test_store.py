@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 from starlette.testclient import TestClient
 
@@ -160,3 +162,43 @@ def test_a_busy_database_still_reads_corrected_and_marks_later(tmp_path):
     assert _reply(store, conversation_id)["status"] == "interrupted"
     raw = blocker.execute("SELECT status FROM messages WHERE role = 'assistant'").fetchone()
     assert raw == ("interrupted",)
+
+
+def test_opening_a_new_database_waits_for_another_process_setting_it_up(tmp_path, monkeypatch):
+    """Two processes opening a new file at once (two gateway workers, two chats): the second
+    one's switch to WAL meets the first one's write lock, and SQLite answers "database is locked"
+    at once, without its busy wait. Opening waits for the lock and carries on."""
+    path = tmp_path / "history.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process, midway through creating the schema
+    attempts = threading.Semaphore(0)
+    connect = sqlite3.connect
+
+    def traced_connect(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(lambda sql: "journal_mode" in sql and attempts.release())
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
+    opened: list[object] = []
+    opener = threading.Thread(target=lambda: opened.append(_open_or_error(path)))
+    opener.start()
+    try:
+        # a second attempt means the first met the lock and was retried, not raised
+        seen, deadline = 0, time.monotonic() + 30
+        while seen < 2 and opener.is_alive() and time.monotonic() < deadline:
+            seen += attempts.acquire(timeout=0.05)
+        assert seen >= 2, f"no retry; opening gave {opened}"
+    finally:
+        other.execute("COMMIT")
+        opener.join(timeout=30)
+    (store,) = opened
+    assert isinstance(store, Store), store
+    assert store.schema_version() == len(store_module.MIGRATIONS)
+
+
+def _open_or_error(path) -> object:
+    try:
+        return Store(path)
+    except Exception as exc:  # noqa: BLE001 - the test reports it
+        return exc
