@@ -185,6 +185,7 @@ class Turn:
         reply: Reply,
         on_notice: Callable[[str], None] | None = None,
         on_progress: Callable[[Reply], None] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.reply = reply
@@ -193,6 +194,34 @@ class Turn:
         self.on_progress = on_progress or (lambda reply: None)
         self.started = time.perf_counter()
         self._last_flush = self.started
+        # what callbacks are told about the turn: see hookspecs.register_callbacks
+        self.metadata = {
+            "model_id": model_id,
+            "conversation_id": None,
+            "user": None,
+            "surface": "python",
+            **(metadata or {}),
+        }
+        self.handlers = (
+            host.callbacks.handlers(self.metadata, self.on_notice) if len(host.callbacks) else []
+        )
+
+    def run_config(self, index: int) -> dict[str, Any]:
+        """The LangChain run config for candidate ``index``: the callbacks, once per turn, with
+        the turn's metadata (and which model this call is, when it is a fallback)."""
+        if not self.handlers:
+            return {}
+        metadata = {**self.metadata, "called_model_id": self.candidates[index]}
+        if index:
+            metadata["fallback_from"] = self.candidates[index - 1]
+        return {
+            "config": {
+                "callbacks": self.handlers,
+                "metadata": metadata,
+                "run_name": f"ai-assistant {self.metadata['surface']}",
+                "tags": [f"surface:{self.metadata['surface']}"],
+            }
+        }
 
     def models(self) -> Iterator[tuple[int, Any]]:
         """(index, LangChain model) of each candidate in turn; an unusable fallback is skipped
@@ -289,7 +318,7 @@ class Turn:
 def stream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> Iterator[str]:
     """The reply's text as it arrives, trying fallbacks as ``turn`` decides (blocking)."""
     for index, chat_model in turn.models():
-        inner = chat_model.stream(messages, **kwargs)
+        inner = chat_model.stream(messages, **kwargs, **turn.run_config(index))
         try:
             for chunk in inner:
                 text = turn.take(chunk)
@@ -308,7 +337,7 @@ def stream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> Iterator[str]
 async def astream_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> AsyncIterator[str]:
     """The same as ``stream_turn``, for an event loop."""
     for index, chat_model in turn.models():
-        inner = chat_model.astream(messages, **kwargs)
+        inner = chat_model.astream(messages, **kwargs, **turn.run_config(index))
         try:
             async for chunk in inner:
                 text = turn.take(chunk)
@@ -329,7 +358,7 @@ async def ainvoke_turn(turn: Turn, messages: list[Any], **kwargs: Any) -> AsyncI
     a stream when nobody reads the tokens as they come."""
     for index, chat_model in turn.models():
         try:
-            message = await chat_model.ainvoke(messages, **kwargs)
+            message = await chat_model.ainvoke(messages, **kwargs, **turn.run_config(index))
         except Exception as exc:
             turn.failed(exc, index)
             continue
@@ -399,8 +428,10 @@ class Chat:
         conversation_id: str | None = None,
         system: str | None = None,
         on_notice: Callable[[str], None] | None = None,
+        surface: str = "python",
     ) -> None:
         self.host = host
+        self.surface = surface  # for callbacks: "cli" or "python"
         self.settings = chat_settings(host)
         self.store = store
         self.on_notice = on_notice or (lambda message: None)
@@ -452,7 +483,18 @@ class Chat:
         recorder = Recorder(self.store, self.conversation_id, system=self.system)
         recorder.start(self.model_id, [user_text], reply)
         self.conversation_id = recorder.conversation_id
-        turn = Turn(self.host, self.model_id, reply, self.on_notice, recorder.progress)
+        turn = Turn(
+            self.host,
+            self.model_id,
+            reply,
+            self.on_notice,
+            recorder.progress,
+            metadata={
+                "conversation_id": self.conversation_id,
+                "user": _os_user(),
+                "surface": self.surface,
+            },
+        )
         try:
             yield from stream_turn(turn, messages)
         except BaseException as exc:
@@ -499,6 +541,15 @@ def _key_hint(model: Any) -> str:
         f"check api_key under [default.models.{plugin}] in .secrets.toml, or export "
         f"{env_var_name(key)}"
     )
+
+
+def _os_user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return None
 
 
 def _ms_since(start: float) -> int:

@@ -10,18 +10,24 @@ from typing import Any
 from .config import Config, load_config
 from .errors import PluginError
 from .plugins import Plugins
-from .registry import ModelRegistry
+from .registry import CallbackRegistry, ModelRegistry
 
 
 class Host:
     """Settings, plugins and registry of one process; ``load_host`` builds it."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, registry: ModelRegistry, strict: bool = False
+        self,
+        config: Config,
+        plugins: Plugins,
+        registry: ModelRegistry,
+        strict: bool = False,
+        callbacks: CallbackRegistry | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
-        self.registry = registry
+        self.registry = registry  # the chat models
+        self.callbacks = callbacks if callbacks is not None else CallbackRegistry(config.mask)
         self.strict = strict
 
         self.started = False
@@ -49,6 +55,7 @@ class Host:
         for info in self.plugins.report:
             if info.status == "failed":
                 self.registry.remove_plugin(info.name)
+                self.callbacks.remove_plugin(info.name)
         if build_models:
             import asyncio
 
@@ -142,4 +149,7 @@ def load_host(
     plugins.load()
     registry = ModelRegistry(mask=config.mask)
     plugins.register("register_models", registry)
-    return Host(config, plugins, registry, strict=config.strict if strict is None else strict)
+    callbacks = CallbackRegistry(mask=config.mask)
+    plugins.register("register_callbacks", callbacks)
+    strict = config.strict if strict is None else strict
+    return Host(config, plugins, registry, strict=strict, callbacks=callbacks)

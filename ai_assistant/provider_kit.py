@@ -8,7 +8,9 @@ problem as ``(key path, message)`` for ``ai-assistant config validate``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import did_you_mean
@@ -259,3 +261,13 @@ def chat_openai(
 def display_info(entry: ModelEntry, *keys: str) -> dict[str, Any]:
     """The entry's non-secret fields worth showing in ``models list``/``models show``."""
     return {k: entry.options[k] for k in keys if entry.options.get(k) not in (None, "")}
+
+
+def settings_path(config: Any, value: str | os.PathLike[str]) -> Path:
+    """A path from the settings, relative to the folder of the settings file in use (``~``
+    expanded), the way the host reads ``storage.path``."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    root = config.get("ROOT_PATH_FOR_DYNACONF") or "."
+    return (Path(root) / path).resolve()

@@ -96,6 +96,20 @@ class Model(Contribution):
     __slots__ = ()
 
 
+class Callback(Contribution):
+    """One registered callback: a LangChain callback handler, or a factory that makes one for a
+    turn from the turn's metadata (model id, conversation id, user, surface)."""
+
+    kind = "callback"
+    __slots__ = ()
+
+    def handler_for(self, metadata: dict[str, Any]) -> Any:
+        if self._instance is not None:
+            return self._instance
+        assert self._factory is not None
+        return self._factory(metadata)
+
+
 class Registry:
     """Every registered item of one kind, by id. Plugins see it through a ``PluginRegistry``."""
 
@@ -105,9 +119,11 @@ class Registry:
         item_class: type[Contribution] = Contribution,
         mask: Callable[[Any], Any] = mask_tree,
         unknown_error: type[UnknownItemError] = UnknownItemError,
+        view_class: type[PluginRegistry] | None = None,
     ) -> None:
         self.kind = kind  # "model", "tool", ...
         self.item_class = item_class
+        self.view_class = view_class or PluginRegistry
         # makes an item's display info safe to show: secrets (nested too) and URL credentials
         self.mask = mask
         self._unknown_error = unknown_error
@@ -160,7 +176,7 @@ class Registry:
         return f"run `ai-assistant {self.kind}s list` to see the registered ids"
 
     def for_plugin(self, plugin: str) -> PluginRegistry:
-        return PluginRegistry(self, plugin)
+        return self.view_class(self, plugin)
 
 
 class ModelRegistry(Registry):
@@ -168,6 +184,30 @@ class ModelRegistry(Registry):
 
     def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
         super().__init__("model", Model, mask, UnknownModelError)
+
+
+class CallbackRegistry(Registry):
+    """The callback handlers every turn gets, by id."""
+
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__("callback", Callback, mask, view_class=PluginCallbackRegistry)
+
+    def handlers(
+        self, metadata: dict[str, Any], on_problem: Callable[[str], None] | None = None
+    ) -> list[Any]:
+        """A handler from each callback for one turn; a factory that fails is skipped (and
+        reported to ``on_problem``) so that it never stops the turn."""
+        handlers = []
+        for callback in self:
+            try:
+                handlers.append(callback.handler_for(metadata))
+            except Exception as exc:  # noqa: BLE001 - a broken callback never stops a reply
+                if on_problem is not None:
+                    on_problem(
+                        f"callback {callback.id!r} (plugin {callback.plugin!r}) was skipped: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+        return handlers
 
 
 class PluginRegistry:
@@ -209,11 +249,23 @@ class PluginRegistry:
             raise ValueError(f"registry.register({id!r}): give exactly one of factory= or model=")
         if factory is not None and not callable(factory):
             raise ValueError(f"registry.register({id!r}): factory must be a callable")
+        return self._add(id, factory, model, missing_secrets, info)
+
+    def _add(
+        self,
+        id: str,
+        factory: Callable[..., Any] | None,
+        instance: Any,
+        missing_secrets: Iterable[str],
+        info: dict[str, Any],
+    ) -> Contribution | None:
+        """Add one item attributed to this plugin; a taken id is reported, not raised."""
+        kind = self._registry.kind
         entry = self._registry.item_class(
             id,
             self.plugin,
             factory=factory,
-            instance=model,
+            instance=instance,
             info=self._registry.mask(info),
             missing_secrets=missing_secrets,
         )
@@ -228,3 +280,27 @@ class PluginRegistry:
                 f"kept {existing.plugin!r}'s (give one of them another id)"
             )
         return None
+
+
+class PluginCallbackRegistry(PluginRegistry):
+    """The callback registry as one plugin sees it."""
+
+    def register(  # type: ignore[override]
+        self,
+        id: str,
+        handler: Any = None,
+        *,
+        factory: Callable[[dict[str, Any]], Any] | None = None,
+        **info: Any,
+    ) -> Contribution | None:
+        """Register a LangChain callback handler under ``id``, or a ``factory(metadata)`` that
+        makes one for each turn; see ``hookspecs.register_callbacks``."""
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError(
+                f"registry.register(): callback id must be a non-empty string, not {id!r}"
+            )
+        if (factory is None) == (handler is None):
+            raise ValueError(f"registry.register({id!r}): give exactly one of handler or factory=")
+        if factory is not None and not callable(factory):
+            raise ValueError(f"registry.register({id!r}): factory must be a callable")
+        return self._add(id, factory, handler, (), info)

@@ -77,6 +77,7 @@ KEYS: dict[str, Key] = {
         Key("prompt.system", (str,), "a string"),
         Key("prompt.prefix", (str,), "a string", ""),
         Key("prompt.suffix", (str,), "a string", ""),
+        Key("callbacks", (Mapping,), "a table of callback plugin sections", {}),
         Key("storage", (Mapping,), "a table [default.storage]", {}),
         Key("storage.path", (str,), 'a file path, like "history.db"'),
         Key("server", (Mapping,), "a table [default.server]", {}),
@@ -95,7 +96,7 @@ KEYS: dict[str, Key] = {
 }
 
 # Tables whose keys are the user's own names (plugins, model ids, key names): any key goes.
-OPEN_TABLES = {"models", "chat.fallbacks", "server.api_keys"}
+OPEN_TABLES = {"models", "callbacks", "chat.fallbacks", "server.api_keys"}
 
 
 def unknown_keys(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, list[str]]]:

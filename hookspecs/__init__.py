@@ -76,6 +76,26 @@ def register_models(config: Any, registry: PluginRegistry) -> None:
 
 
 @hookspec
+def register_callbacks(config: Any, registry: PluginRegistry) -> None:
+    """Register LangChain callback handlers that see every model call, on every surface.
+
+    Called once per plugin when the host starts, like ``register_models``. Call
+    ``registry.register(id, handler)`` with a ``langchain_core.callbacks.BaseCallbackHandler``
+    shared by all turns, or ``registry.register(id, factory=make)`` where ``make(metadata)``
+    returns a handler for one turn. ``metadata`` (also passed to LangChain as the run's
+    ``metadata``, with ``run_name`` ``"ai-assistant <surface>"``) holds:
+
+    - ``model_id``: the model asked for; ``conversation_id``: the stored conversation, or None;
+    - ``user``: who asked (the API key's name on the gateway, the OS user on the CLI);
+    - ``surface``: ``"cli"``, ``"python"``, ``"openai"`` (``/v1``) or ``"api"`` (``/api``).
+
+    A factory that raises is skipped for that turn (the reply goes on) and reported. Import
+    tracing SDKs inside the factory or the handler's module function, never at the top of the
+    plugin file. Return value: ignored.
+    """
+
+
+@hookspec
 def validate_config(config: Any) -> Iterable[tuple[str, str]] | None:
     """Check this plugin's settings for ``ai-assistant config validate``.
 

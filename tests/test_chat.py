@@ -200,7 +200,7 @@ def test_history_schema_is_migrated_once_and_recorded(chat_project):
     chat_project.run("chat", "-m", "good", "hi")
     chat_project.run("chat", "-m", "good", "hi again")
     db = sqlite3.connect(chat_project.root / "history.db")
-    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,), (3,)]
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
