@@ -62,11 +62,12 @@ class LineReader:
 
     def _terminal(self) -> Any:
         """Where to switch bracketed paste on, when readline does not: None if it does."""
-        tty_in = sys.stdin is not None and sys.stdin.isatty()
-        if not tty_in or (self.readline is not None and not self.gnu):
-            return None  # not typed; or libedit, which would take the markers for keys
-        if self.gnu and sys.stdout.isatty():
-            return None  # input() uses readline, which does it
+        if sys.stdin is None or not sys.stdin.isatty():
+            return None  # not typed
+        if self.readline is not None and sys.stdout.isatty():
+            # input() goes through the line editor: GNU readline does it; libedit cannot, and
+            # would take the markers for keys
+            return None
         for stream in (sys.stdout, sys.stderr):
             if stream.isatty():
                 return stream
