@@ -51,7 +51,7 @@ default_model = "echo"
 # `ai-assistant secrets set models.<provider>.api_key`; `ai-assistant models list` then shows
 # its models. Every key but `models` may sit on the section (the default for all its models) or
 # on one model entry (that model only); `id` renames a model. A model whose key is not set is
-# listed as `missing secret`, with the command that fixes it.
+# listed as `missing secret`, with how to fix it.
 
 # Any OpenAI-compatible endpoint: Azure AI Foundry (the Backstage model-provider guide's
 # example, no code needed), OpenAI (endpoint = "https://api.openai.com/v1"), vLLM, llama.cpp,
