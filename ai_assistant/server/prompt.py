@@ -59,6 +59,8 @@ def assemble(
     sizes = [_chars(m) for m in messages]
     start = len(messages) - len(turns) - len(history)  # 1 with a system message, else 0
     end = start + len(history)  # messages[start:end] came from the stored history
+    if start not in (0, 1):  # not one message a turn any more: count all, trim nothing
+        start = end = 0
     fixed = sum(sizes) - sum(sizes[start:end])
     if fixed > limit:
         raise ApiError(
