@@ -201,7 +201,7 @@ def test_an_unexpected_failure_is_one_line_and_a_500_that_goes_no_further(
         raise RuntimeError(f"disk on fire near {SECRET_KEY}")
 
     monkeypatch.setattr(store, "conversations", broken)
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="ai_assistant.server"):
         response = gw.request("GET", "/api/chat/conversations")  # nothing is raised here
     assert response.status_code == 500
     assert response.json()["error"] == {

@@ -114,12 +114,13 @@ class ContainErrors:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:  # noqa: BLE001 - logged in one line, answered 500
-            # the message may quote configuration: redacted
+            # the message may quote configuration: redacted; the traceback only with -v
             log.error(
                 "%s %s failed: %s",
                 scope.get("method"),
                 scope.get("path"),
                 self.redact(f"{type(exc).__name__}: {exc}"),
+                exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
             )
             if not started:  # (a stream already under way just ends)
                 response = ApiError(500, "internal error", "server_error").response()

@@ -94,7 +94,11 @@ class ReplyStream:
             return from_chat_error(exc)
         if isinstance(exc, TimeoutError):
             return ApiError(504, self._timed_out(), "timeout_error", "timeout")
-        log.error("reply failed: %s", self._redact(f"{type(exc).__name__}: {exc}"))
+        log.error(
+            "reply failed: %s",
+            self._redact(f"{type(exc).__name__}: {exc}"),
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,  # (-v: redacted by logs)
+        )
         return ApiError(500, "internal error while producing the reply", "server_error")
 
     async def start(self, receive: Any = None) -> None:
