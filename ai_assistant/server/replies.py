@@ -24,8 +24,8 @@ LEFT_BEFORE_FIRST_TOKEN = "the client disconnected before the first token"
 
 
 class ClientGone(ApiError):
-    """The client disconnected while the reply was awaited: nobody reads this response (499 is
-    nginx's "client closed request", for the access log)."""
+    """The client disconnected while the reply was awaited: nobody reads this response (the
+    server drops it; 499 is nginx's "client closed request", for any middleware that counts)."""
 
     def __init__(self) -> None:
         super().__init__(499, LEFT_BEFORE_FIRST_TOKEN, code="client_disconnected")
