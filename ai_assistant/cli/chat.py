@@ -53,8 +53,9 @@ def answer(
     sent = time.perf_counter()
     first = None
     label = f"waiting for {session.model_id}"
-    view = _VIEW = ReplyView(label, render=render, echo_err=_echo_err).start()
+    view = _VIEW = ReplyView(label, render=render, echo_err=_echo_err)
     try:
+        view.start()
         stream = session.stream(text)
         try:
             for token in stream:

@@ -204,7 +204,11 @@ class MarkdownWriter:
             redirect_stderr=False,
             vertical_overflow="visible",
         )
-        self._live.start()
+        try:
+            self._live.start()
+        except BaseException:  # Ctrl-C at that very moment: no refresh thread left behind
+            self._live.stop()
+            raise
 
     @property
     def text(self) -> str:
@@ -284,7 +288,8 @@ class ReplyView:
 
     def start(self) -> ReplyView:
         if is_terminal(self.stderr):
-            self._spinner = Spinner(self.label, self.stderr).start()
+            self._spinner = Spinner(self.label, self.stderr)  # known before it can be stopped
+            self._spinner.start()
         return self
 
     def _stop_spinner(self) -> None:
