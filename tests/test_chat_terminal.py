@@ -26,7 +26,11 @@ SETTINGS = """
 [default.storage]
 path = "history.db"
 [default.models.echo]
-models = [{ id = "echo" }, { id = "slow", delay = 0.2, prefix = "slow echo: " }]
+models = [
+  { id = "echo" },
+  { id = "slow", delay = 0.2, prefix = "slow echo: " },
+  { id = "stuck", delay = 60, prefix = "stuck: " },
+]
 """
 
 ERASE = "\r\x1b[K"  # how the spinner leaves: back to the line's start, and clear it
@@ -105,6 +109,24 @@ def test_spinner_turns_until_the_first_token_and_is_erased_before_the_reply(echo
     assert before_reply.endswith(ERASE)  # the last thing before the reply: the spinner erased
     assert SPINNER not in rest  # and it does not come back
     assert "slow echo: hi there\r\n" in "slow echo:" + rest
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_before_the_first_token_erases_the_spinner_and_keeps_the_session(echo_project):
+    child = _spawn(echo_project, "chat", "-m", "stuck")
+    try:
+        child.expect_exact("stuck> ")
+        child.sendline("anyone there?")
+        child.expect_exact(f"{SPINNER} stuck")  # its first token would come after a minute
+        child.sendintr()
+        child.expect_exact("[interrupted]")
+        assert child.before.endswith(ERASE)
+        child.expect_exact("stuck> ")
+        child.sendcontrol("d")
+        rest = _finish(child)
+    finally:
+        child.close(force=True)
+    assert SPINNER not in rest
     assert child.exitstatus == 0
 
 
