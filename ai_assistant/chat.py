@@ -537,10 +537,7 @@ def to_langchain(
 def _key_hint(model: Any) -> str:
     plugin = model.plugin
     key = f"models.{plugin}.api_key"
-    return (
-        f"check api_key under [default.models.{plugin}] in .secrets.toml, or export "
-        f"{env_var_name(key)}"
-    )
+    return f"check the key: `ai-assistant secrets set {key}`, or export {env_var_name(key)}"
 
 
 def _os_user() -> str | None:

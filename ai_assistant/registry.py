@@ -53,9 +53,7 @@ class Contribution:
         if not self.missing_secrets:
             return None
         key = self.missing_secrets[0]
-        *section, leaf = key.split(".")
-        table = "default." + ".".join(section)
-        return f"set {leaf} under [{table}] in .secrets.toml, or export {env_var_name(key)}"
+        return f"run `ai-assistant secrets set {key}`, or export {env_var_name(key)}"
 
     def get(self) -> Any:
         """The item itself, built on first call and cached."""

@@ -118,8 +118,8 @@ def test_auth_error_does_not_fall_back_and_says_where_the_key_goes(chat_project,
         in result.stderr
     )
     assert (
-        "hint: check api_key under [default.models.openai_compatible] in .secrets.toml, or "
-        "export AI_ASSISTANT_MODELS__OPENAI_COMPATIBLE__API_KEY"
+        "hint: check the key: `ai-assistant secrets set models.openai_compatible.api_key`, "
+        "or export AI_ASSISTANT_MODELS__OPENAI_COMPATIBLE__API_KEY"
     ) in result.stderr
     assert len(upstream.requests) == before + 1  # 'good' was not tried
     verbose = chat_project.run("-v", "chat", "-m", "locked", "hi")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from ..chat import open_store
-from .context import get_host, global_options
+from .context import get_config, global_options
 from .output import echo_json, render_table
 
 
 def _store():
-    return open_store(get_host())
+    return open_store(get_config())
 
 
 @click.group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -10,18 +9,7 @@ import click
 from ..config import LOCAL_FILE, SECRETS_FILE, user_config_dir
 from ..scaffold import write_starter_settings
 from .context import global_options
-
-
-def shown_path(path: Path) -> str:
-    """``path`` relative to the current folder when it is inside it, else absolute."""
-    try:
-        return (
-            os.path.relpath(path)
-            if path.resolve().is_relative_to(Path.cwd().resolve())
-            else str(path)
-        )
-    except ValueError:
-        return str(path)
+from .output import shown_path
 
 
 @click.command("init")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -64,3 +66,18 @@ def echo_json(data: Any) -> None:
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` relative to the current folder when it is inside it, else as it is."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)  # already relative, or an entry point's module:attr
+    try:
+        return (
+            os.path.relpath(path)
+            if path.resolve().is_relative_to(Path.cwd().resolve())
+            else str(path)
+        )
+    except (ValueError, OSError):
+        return str(path)

@@ -9,17 +9,7 @@ import click
 from ..errors import AiAssistantError, PluginError
 from ..scaffold import check_plugin_name, installed_package_dir, write_provider_plugin
 from .context import get_config, get_host, global_options, load_plugin_commands, options
-from .output import echo_json, format_options, render_table, warn
-
-
-def _where(location: str) -> str:
-    path = Path(location)
-    if not path.is_absolute():
-        return location  # an entry point's module:attr
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return location
+from .output import echo_json, format_options, render_table, shown_path, warn
 
 
 @click.group(invoke_without_command=True)
@@ -48,7 +38,7 @@ def list_plugins(fmt: str = "table") -> None:
             source = (
                 f"entry point {info.location} ({info.distribution})"
                 if info.source == "entry point"
-                else _where(info.location)
+                else shown_path(info.location)
             )
             notes = [info.reason] if info.reason else []
             notes += info.problems
@@ -95,7 +85,7 @@ def new_plugin(name: str, directory: Path | None, force: bool) -> None:
     if directory is None:
         directory = _default_directory(opts.plugins_dir)
     path = write_provider_plugin(name, directory, force=force)
-    click.echo(f"wrote {_where(str(path.resolve()))}")
+    click.echo(f"wrote {shown_path(str(path.resolve()))}")
     click.echo("next:")
     click.echo(f"  add a [default.models.{name}] section to settings.toml (the file's docstring")
     click.echo("  has one), then:")

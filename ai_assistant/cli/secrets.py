@@ -22,8 +22,7 @@ from ..errors import AiAssistantError, did_you_mean
 from ..masking import is_secret_key
 from ..secrets_file import DEFAULT_TABLE, check_key_path, keys_in, set_secret, unset_secret
 from .context import get_config, global_options, options
-from .init import shown_path
-from .output import echo_json, format_options, render_table, warn
+from .output import echo_json, format_options, render_table, shown_path, warn
 
 EXAMPLE = "models.openai_compatible.api_key"
 
