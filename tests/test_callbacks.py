@@ -23,7 +23,7 @@ def test_the_bundled_jsonl_log_records_each_call_with_its_metadata(chat_project)
     assert [e["called_model_id"] for e in starts] == ["broken", "down", "echo"]
     assert [e.get("fallback_from") for e in starts] == [None, "broken", "down"]
     assert {e["model_id"] for e in starts} == {"broken"}
-    assert all(e["conversation_id"] and e["surface"] in ("cli", "python") for e in starts)
+    assert all(e["conversation_id"] and e["surface"] == "cli" for e in starts)
     assert [e["error"] for e in events if e["event"] == "error"][0].endswith("(HTTP 500)")
     end = next(e for e in events if e["event"] == "end")
     assert end["usage"]["output_tokens"] > 0 and end["ms"] >= 0

@@ -125,7 +125,13 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_rende
         if conversation is None:
             _notice("no earlier conversation: starting a new one")
     session = Chat(
-        host, model_id, store=store, conversation_id=conversation, system=system, on_notice=_notice
+        host,
+        model_id,
+        store=store,
+        conversation_id=conversation,
+        system=system,
+        on_notice=_notice,
+        surface="cli",
     )
     verbose = options().verbose
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
