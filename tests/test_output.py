@@ -16,16 +16,34 @@ import pytest
         ["models", "list", "--format", "json"],
         ["models", "show", "echo", "--json"],
         ["config", "show", "--json"],
+        ["plugins", "--json"],
+        ["plugins", "list", "--format", "json"],
+        ["secrets", "list", "--json"],
+        ["conversations", "--json"],
+        ["conversations", "list", "--json"],
+        ["conversations", "list", "--format", "json"],
     ],
 )
 def test_json_is_spelled_the_same_everywhere(project, args):
     result = project.run(*args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)
+    assert isinstance(json.loads(result.stdout), (list, dict))
 
 
-def test_a_group_alone_lists(project):
-    assert project.run("models").stdout == project.run("models", "list").stdout
+def test_conversation_show_takes_both_spellings(project):
+    project.run("chat", "-m", "echo", "hello")
+    conv_id = json.loads(project.run("conversations", "--json").stdout)[0]["id"]
+    shown = project.run("conversations", "show", conv_id, "--json")
+    assert json.loads(shown.stdout) == json.loads(
+        project.run("conversations", "show", conv_id, "--format", "json").stdout
+    )
+    assert "echo: hello" in project.run("conversations", "show", conv_id).stdout
+
+
+@pytest.mark.parametrize("group", ["models", "plugins", "conversations", "secrets"])
+def test_a_group_alone_lists(project, group):
+    project.run("chat", "-m", "echo", "hello")
+    assert project.run(group).output == project.run(group, "list").output
 
 
 @pytest.mark.parametrize(

@@ -6,27 +6,31 @@ import click
 
 from ..chat import open_store
 from .context import get_config, global_options
-from .output import echo_json, render_table
+from .output import echo_json, format_options, render_table
 
 
 def _store():
     return open_store(get_config())
 
 
-@click.group()
+@click.group(invoke_without_command=True)
+@format_options("table", "json")
 @global_options
-def conversations() -> None:
-    """The stored chat history."""
+@click.pass_context
+def conversations(ctx: click.Context, fmt: str) -> None:
+    """The stored chat history (no command: list the conversations)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_conversations, fmt=fmt)
 
 
 @conversations.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@click.option("--limit", type=int, help="At most this many, newest first.")
+@format_options("table", "json")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @global_options
-def list_conversations(as_json: bool, limit: int | None) -> None:
+def list_conversations(fmt: str = "table", limit: int | None = None) -> None:
     """Conversations, newest first."""
     rows = _store().conversations(limit)
-    if as_json:
+    if fmt == "json":
         echo_json(rows)
         return
     if not rows:
@@ -72,12 +76,12 @@ def _describe(message: dict) -> str:
 
 @conversations.command("show")
 @click.argument("conversation_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@format_options("text", "json")
 @global_options
-def show_conversation(conversation_id: str, as_json: bool) -> None:
+def show_conversation(conversation_id: str, fmt: str) -> None:
     """One conversation with all its messages (ID may be a unique prefix)."""
     conv = _store().conversation(conversation_id)
-    if as_json:
+    if fmt == "json":
         echo_json(conv)
         return
     click.echo(
