@@ -46,7 +46,8 @@ def test_a_group_alone_lists(project, group):
     project.run("chat", "-m", "echo", "hello")
 
     def shown(*args: str) -> str:  # (plugins list shows import times, which vary)
-        return re.sub(r"\d+ ms", "N ms", project.run(*args).output)
+        text = re.sub(r"\d+ ms", "N ms", project.run(*args).output)
+        return re.sub(r" +", " ", re.sub(r"-{2,}", "--", text))
 
     assert shown(group) == shown(group, "list")
 
