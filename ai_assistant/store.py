@@ -20,6 +20,7 @@ share the folder, wherever the file system honours locks -- which SQLite needs a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sqlite3
@@ -101,6 +102,51 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE status = 'streaming';
         """,
     ),
+    (
+        4,
+        """
+        -- tool messages, and the tool calls of an assistant reply (a JSON list of
+        -- {"id", "name", "args"}): SQLite cannot change a CHECK, so the table is rebuilt
+        CREATE TABLE messages_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
+            content TEXT NOT NULL,
+            model_id TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('complete', 'streaming', 'interrupted', 'failed')),
+            error TEXT,
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            latency_ms INTEGER,
+            first_token_ms INTEGER,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            writer TEXT,
+            tool_calls TEXT,
+            tool_call_id TEXT
+        );
+        INSERT INTO messages_new (id, conversation_id, role, content, model_id, status, error,
+            created_at, completed_at, latency_ms, first_token_ms, input_tokens, output_tokens,
+            writer)
+            SELECT id, conversation_id, role, content, model_id, status, error, created_at,
+                completed_at, latency_ms, first_token_ms, input_tokens, output_tokens, writer
+            FROM messages;
+        DROP TABLE messages;
+        ALTER TABLE messages_new RENAME TO messages;
+        CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+        CREATE INDEX messages_streaming ON messages (writer) WHERE status = 'streaming';
+        """,
+    ),
+    (
+        5,
+        """
+        -- feedback on an assistant reply (POST /api/chat/message/{id}/score)
+        ALTER TABLE messages ADD COLUMN score REAL;
+        ALTER TABLE messages ADD COLUMN score_comment TEXT;
+        ALTER TABLE messages ADD COLUMN scored_at TEXT;
+        """,
+    ),
 ]
 
 COMPLETE = "complete"
@@ -117,6 +163,10 @@ _OWN_WRITERS: set[str] = set()
 
 class UnknownConversationError(AiAssistantError, LookupError):
     """No conversation has that id (or id prefix)."""
+
+
+class UnknownMessageError(AiAssistantError, LookupError):
+    """No assistant message has that id (among the caller's own conversations)."""
 
 
 def now() -> str:
@@ -426,6 +476,7 @@ class Store:
             (STREAMING, conversation_id),
         )
         for message in conv["messages"]:
+            message["tool_calls"] = json.loads(message["tool_calls"] or "[]")
             if message["status"] == STREAMING and message["writer"] in unmarked:
                 message.update(
                     status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
@@ -469,10 +520,11 @@ class Store:
         status: str,
         stamp: str,
         writer: str | None = None,
+        tool_call_id: str | None = None,
     ) -> int:
         cursor = self._db.execute(
             "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at, "
-            "completed_at, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "completed_at, writer, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 conversation_id,
                 role,
@@ -482,6 +534,7 @@ class Store:
                 stamp,
                 stamp if status == COMPLETE else None,
                 writer,
+                tool_call_id,
             ),
         )
         self._db.execute(
@@ -493,21 +546,24 @@ class Store:
         self,
         conversation_id: str | None,
         model_id: str,
-        user_texts: list[str],
+        messages: list[str | dict[str, Any]],
         *,
         system: str | None = None,
         owner: str | None = None,
     ) -> tuple[str, int]:
         """One transaction for the start of an exchange: the conversation (new when
-        ``conversation_id`` is None), the user's messages, and the assistant's reply, empty and
+        ``conversation_id`` is None), the new messages (user texts, or ``{"role", "content",
+        "tool_call_id"}`` for user and tool messages), and the assistant's reply, empty and
         ``streaming``, owned by this process's writer. Returns (conversation id, reply message
         id)."""
+        rows = [{"role": "user", "content": m} if isinstance(m, str) else m for m in messages]
         writer = self._writer()
         stamp = now()
         with self._transaction():
             if conversation_id is None:
                 conversation_id = uuid.uuid4().hex
-                title = next((t for t in user_texts if t.strip()), "")
+                users = (r["content"] for r in rows if r["role"] == "user")
+                title = next((t for t in users if t.strip()), "")
                 self._db.execute(
                     "INSERT INTO conversations (id, title, model, system, created_at, "
                     "updated_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -521,8 +577,16 @@ class Store:
                         owner,
                     ),
                 )
-            for text in user_texts:
-                self._insert_message(conversation_id, "user", text, None, COMPLETE, stamp)
+            for row in rows:
+                self._insert_message(
+                    conversation_id,
+                    row["role"],
+                    row["content"],
+                    None,
+                    COMPLETE,
+                    stamp,
+                    tool_call_id=row.get("tool_call_id"),
+                )
             reply_id = self._insert_message(
                 conversation_id, "assistant", "", model_id, STREAMING, stamp, writer
             )
@@ -540,11 +604,39 @@ class Store:
             "input_tokens",
             "output_tokens",
             "completed_at",
+            "tool_calls",
         }
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown message fields: {sorted(unknown)}")
+        if fields.get("tool_calls") is not None:
+            fields["tool_calls"] = json.dumps(fields["tool_calls"])
         if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
             fields.setdefault("completed_at", now())
         columns = ", ".join(f"{name} = ?" for name in fields)
         self._write(f"UPDATE messages SET {columns} WHERE id = ?", (*fields.values(), message_id))
+
+    def score_message(
+        self, message_id: int, score: float, comment: str | None, owner: str | None = None
+    ) -> dict[str, Any]:
+        """Store feedback on an assistant message of ``owner``'s conversations (any, for
+        ``None``: the local CLI and a keyless gateway). Returns the message with its
+        conversation id and model; ``UnknownMessageError`` for any other message."""
+        where, extra = self._owned(owner)
+        with self._transaction():
+            rows = [
+                dict(r)
+                for r in self._db.execute(
+                    "SELECT m.id, m.conversation_id, m.model_id, c.owner FROM messages m "
+                    "JOIN conversations c ON c.id = m.conversation_id "
+                    f"WHERE m.id = ? AND m.role = 'assistant'{where.replace('owner', 'c.owner')}",
+                    (message_id, *extra),
+                )
+            ]
+            if not rows:
+                raise UnknownMessageError(f"no assistant message {message_id}")
+            self._db.execute(
+                "UPDATE messages SET score = ?, score_comment = ?, scored_at = ? WHERE id = ?",
+                (score, comment, now(), message_id),
+            )
+        return rows[0]

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 
+import pytest
 from starlette.testclient import TestClient
 
 from ai_assistant import load_host
@@ -38,7 +39,7 @@ def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monke
     monkeypatch.undo()
 
     upgraded = Store(path)
-    assert upgraded.schema_version() == len(store_module.MIGRATIONS) == 3
+    assert upgraded.schema_version() == len(store_module.MIGRATIONS) == 5
     conv = upgraded.conversation("c1")
     assert conv["title"] == "kept" and conv["owner"] is None
     (legacy,) = conv["messages"]
@@ -52,7 +53,32 @@ def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monke
         .execute("SELECT version FROM schema_migrations ORDER BY version")
         .fetchall()
     )
-    assert applied == [(1,), (2,), (3,)]
+    assert applied == [(v,) for v in range(1, 6)]
+
+
+def test_tool_messages_tool_calls_and_scores_are_stored(tmp_path):
+    store = Store(tmp_path / "history.db")
+    conversation_id, reply_id = store.start_exchange(
+        None,
+        "echo",
+        ["what is the weather?", {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}],
+        owner="alice",
+    )
+    calls = [{"id": "call_2", "name": "get_weather", "args": {"city": "Paris"}}]
+    store.update_message(reply_id, status="complete", tool_calls=calls)
+    user, tool, reply = store.conversation(conversation_id)["messages"]
+    assert (user["role"], user["tool_calls"]) == ("user", [])
+    assert (tool["role"], tool["content"], tool["tool_call_id"]) == ("tool", "sunny", "call_1")
+    assert reply["tool_calls"] == calls
+    with pytest.raises(store_module.UnknownMessageError):
+        store.score_message(reply_id, 1, "mine?", owner="bob")  # not bob's conversation
+    with pytest.raises(store_module.UnknownMessageError):
+        store.score_message(user["id"], 1, None, owner="alice")  # not a reply
+    assert store.score_message(reply_id, 0.5, "close", owner="alice")["conversation_id"] == (
+        conversation_id
+    )
+    scored = store.conversation(conversation_id)["messages"][-1]
+    assert (scored["score"], scored["score_comment"]) == (0.5, "close")
 
 
 def _reply(store: Store, conversation_id: str) -> dict:
