@@ -32,7 +32,7 @@ class Host:
 
         self.started = False
         self._started: list[str] = []  # plugins whose startup succeeded, in start order
-        self._loop_thread: Any = None  # the event loop the CLI's host lives on, once started
+        self._loop_thread: Any = None  # the loop start_blocking started the host on
 
     def __repr__(self) -> str:
         return f"Host({self.registry!r}, strict={self.strict})"
@@ -79,18 +79,17 @@ class Host:
         await self.plugins.acall_each("shutdown", lambda _: config, first=self._started[::-1])
 
     def start_blocking(self) -> None:
-        """``start`` from synchronous code (the CLI): the host gets an event loop of its own,
-        on a thread, that lives until ``stop_blocking``, so what plugins open at start-up stays
+        """``start`` from synchronous code (the CLI), on the process's background event loop
+        (``ai_assistant.loop``), where chat turns run too: what plugins open at start-up stays
         usable from that loop for the whole command."""
         if self.started or not self.has_lifecycle:
             return
         import asyncio
-        import threading
 
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="ai-assistant-host", daemon=True)
-        thread.start()
-        self._loop_thread = (loop, thread)
+        from .loop import background_loop
+
+        loop = background_loop()
+        self._loop_thread = loop
         asyncio.run_coroutine_threadsafe(self.start(), loop).result()
 
     def stop_blocking(self) -> None:
@@ -98,14 +97,8 @@ class Host:
             return
         import asyncio
 
-        loop, thread = self._loop_thread
-        self._loop_thread = None
-        try:
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
+        loop, self._loop_thread = self._loop_thread, None
+        asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
 
     async def __aenter__(self) -> Host:
         await self.start()

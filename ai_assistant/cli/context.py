@@ -125,10 +125,11 @@ def get_config(ctx: click.Context | None = None, check: bool = True, report: boo
     return config
 
 
-def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
+def get_host(ctx: click.Context | None = None, report: bool = True, start: bool = True) -> Host:
     """The host for this invocation, loaded once. Plugin problems go to stderr, one line each
     (unless ``report`` is false, for commands that show them themselves); in strict mode they
-    are an error."""
+    are an error. Unless ``start`` is false (``serve``: the app's lifespan starts it on the
+    server's event loop), the plugins' startup hooks run now and their shutdown at the end."""
     root = (ctx or click.get_current_context()).find_root()
     host = root.meta.get(_HOST)
     if host is None:
@@ -139,8 +140,9 @@ def get_host(ctx: click.Context | None = None, report: bool = True) -> Host:
             strict=opts.strict or None,
         )
         root.meta[_HOST] = host
-        host.start_blocking()  # plugins' startup hooks, if any take part
-        root.call_on_close(host.stop_blocking)
+        if start:
+            host.start_blocking()  # plugins' startup hooks, if any take part
+            root.call_on_close(host.stop_blocking)
         if report:
             for line in host.plugins.messages():
                 warn(line)

@@ -95,7 +95,10 @@ class Spinner:
             if isinstance(sys.stderr, _Aside) and sys.stderr.spinner is self:
                 sys.stderr = self.stream
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1)
+            # (a Ctrl-C inside Thread.start leaves it "not started" yet running: it sees the
+            # stop flag and ends without being joined)
+            with contextlib.suppress(RuntimeError):
+                self._thread.join(timeout=1)
             self._thread = None
 
 

@@ -13,6 +13,7 @@ import click
 from ..chat import Chat
 from ..errors import AiAssistantError
 from ..store import default_store_path
+from .answer import answer
 from .context import report_error
 
 HELP = """\
@@ -159,8 +160,9 @@ def _command(session: Chat, line: str) -> bool:
         session.new_conversation()
         click.echo("new conversation", err=True)
     elif name == "history":
-        for role, content in session.history:
-            click.echo(f"{'you' if role == 'user' else 'assistant'}: {content}")
+        for message in session.history:
+            who = {"user": "you", "tool": "tool"}.get(message.role, "assistant")
+            click.echo(f"{who}: {message.content}")
     elif name == "help":
         click.echo(HELP, err=True)
     elif name == "end":
@@ -183,8 +185,6 @@ def _read_message(reader: LineReader, prompt: str) -> tuple[str, bool]:
 
 
 def run_repl(session: Chat, show_prompt: bool = False, render: bool = False) -> None:
-    from .chat import answer
-
     reader = LineReader()
     click.echo(f"chatting with {session.model_id}: /help for commands, Ctrl-D to leave", err=True)
     while True:

@@ -23,7 +23,7 @@ def serve(bind_host: str | None, port: int | None, workers: int | None, insecure
     from ..net import is_loopback_host
     from ..server.run import ServeOptions, check_exposure, run
 
-    host = get_host()
+    host = get_host(start=False)  # the app's lifespan starts it, on the server's loop
     serve_options = ServeOptions(host.config, bind_host, port, workers)
     check_exposure(serve_options, insecure)
     opts = options()

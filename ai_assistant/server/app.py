@@ -1,94 +1,23 @@
-"""The gateway application: authentication, limits, health, and the two APIs."""
+"""The gateway application: its lifespan (the host starts and stops with it), error handling,
+and one router per API (health and landing page, OpenAI's ``/v1``, the conversation ``/api``)."""
 
 from __future__ import annotations
 
-import hmac
-import json
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
 
 from ..host import Host
-from ..plugins import FAILED
 from ..store import Store
-from . import schema
+from . import conversations_api, health, openai_api, schema
+from .deps import Gateway
 from .errors import ApiError
-from .requests import Limits
 
 log = logging.getLogger("ai_assistant.server")
-
-
-def json_response(data: Any, status: int = 200) -> Any:
-    return Response(json.dumps(data), status_code=status, media_type="application/json")
-
-
-def sse(data: Any) -> str:
-    """One server-sent event carrying ``data`` as JSON (or a bare string such as ``[DONE]``)."""
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-
-
-class Gateway:
-    """What every route needs: the host, the store, the limits, and who is calling."""
-
-    def __init__(self, host: Host, store: Store) -> None:
-        self.host = host
-        self.store = store
-        self.limits = Limits(host.config)
-        keys = host.config.get("server.api_keys") or {}
-        self.api_keys = {str(name): str(key) for name, key in keys.items()}
-        self.store_completions = host.config.get("server.store_completions", True) is not False
-
-    def identity(self, request: Any) -> str | None:
-        """The calling key's name; ``None`` when no keys are configured (loopback only)."""
-        if not self.api_keys:
-            return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401,
-                "missing API key: send 'Authorization: Bearer <key>'",
-                "authentication_error",
-                "missing_api_key",
-            )
-        presented = token.strip().encode()
-        matched = None
-        for name, key in self.api_keys.items():  # compare with every key, in constant time
-            if hmac.compare_digest(presented, key.encode()) and matched is None:
-                matched = name
-        if matched is None:
-            raise ApiError(401, "invalid API key", "authentication_error", "invalid_api_key")
-        return matched
-
-    def authorized(self, request: Any) -> bool:
-        """Whether ``request`` may use the API (always, when no keys are configured)."""
-        try:
-            self.identity(request)
-        except ApiError:
-            return False
-        return True
-
-    def notice(self, message: str) -> None:
-        log.info(self.host.config.redact(message))
-
-    def readiness(self) -> tuple[int, dict[str, Any]]:
-        problems = []
-        if not len(self.host.registry):
-            problems.append("no model is registered")
-        try:
-            self.store.check_writable()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            problems.append(f"the history store is not writable: {type(exc).__name__}")
-        failed = [p.name for p in self.host.plugins.report if p.status == FAILED]
-        body = {
-            "status": "ready" if not problems else "not ready",
-            "models": len(self.host.registry),
-            "failed_plugins": failed,
-            "problems": problems,
-        }
-        return (200 if not problems else 503), body
 
 
 class ContainErrors:
@@ -128,18 +57,33 @@ class ContainErrors:
 
 
 def create_app(host: Host, store: Store | None = None) -> Any:
-    """The FastAPI app for ``host``; history goes to ``store`` (default: ``storage.path``)."""
+    """The FastAPI app for ``host``; history goes to ``store`` (default: ``storage.path``).
+
+    Its lifespan starts the host (plugins' startup hooks, and every ready model built, so the
+    first request costs what the second does) and stops it at shutdown; ``/readyz`` says ready
+    only in between."""
     from .. import __version__
     from ..chat import open_store
-    from . import conversations_api, openai_api
 
     gateway = Gateway(host, store or open_store(host))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await host.start(build_models=True)
+        gateway.started = True
+        try:
+            yield
+        finally:
+            gateway.started = False
+            await host.stop()
+
     app = FastAPI(
         title="ai-assistant gateway",
         version=__version__,
-        docs_url=None,
+        docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     app.state.gateway = gateway
     app.add_middleware(ContainErrors, redact=host.config.redact)
@@ -157,19 +101,9 @@ def create_app(host: Host, store: Store | None = None) -> Any:
             exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind
         ).response()
 
-    @app.get("/healthz", **schema.operation("Alive", "always", auth=False))
-    async def healthz() -> Any:
-        return json_response({"status": "ok"})
-
-    @app.get("/readyz", **schema.readiness())
-    async def readyz(request: Request) -> Any:
-        status, body = gateway.readiness()
-        if not gateway.authorized(request):  # anyone may ask; only callers see why
-            body = {"status": body["status"]}
-        return json_response(body, status)
-
-    openai_api.register(app, gateway)
-    conversations_api.register(app, gateway)
+    app.include_router(health.router)
+    app.include_router(openai_api.router)
+    app.include_router(conversations_api.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..chat import ChatError
+from ..chat.failures import ChatError, PromptTooLongError
 
 
 class ApiError(Exception):
@@ -55,8 +55,11 @@ _BY_KIND = {
 }
 
 
-def from_chat_error(exc: ChatError) -> ApiError:
-    """What a client should see for a reply that could not be produced."""
+def from_chat_error(exc: ChatError, field: str = "messages") -> ApiError:
+    """What a client should see for a reply that could not be produced (``field`` holds the
+    request's messages, named when they do not fit the prompt limit)."""
+    if isinstance(exc, PromptTooLongError):
+        return ApiError(400, str(exc), code="prompt_too_long", param=field)
     failure = exc.failure
     if failure is None:  # the model cannot be built (e.g. its key is not configured)
         return ApiError(503, str(exc), "service_unavailable", "model_unavailable")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
-from ..chat import Recorder
+from ..chat import ChatError, Turn
+from ..chat.events import Token, ToolCall
 from . import schema
-from .app import Gateway, json_response, sse
-from .errors import ApiError
-from .prompt import assemble
+from .deps import Caller, State, json_response, sse
+from .errors import ApiError, from_chat_error
 from .replies import ReplyStream
 from .requests import (
     model_options,
@@ -24,6 +25,8 @@ from .requests import (
     read_messages,
     read_model_id,
 )
+
+router = APIRouter()
 
 
 def _chunk(
@@ -49,77 +52,111 @@ def _chunk(
     return sse(chunk)
 
 
-def register(app: Any, gateway: Gateway) -> None:
-    @app.get("/v1/models", **schema.operation("Every registered model", "OpenAI's list", 401))
-    async def list_models(request: Request) -> Any:
-        gateway.identity(request)
-        return json_response(
-            {
-                "object": "list",
-                "data": [
-                    {"id": m.id, "object": "model", "created": 0, "owned_by": m.plugin}
-                    for m in gateway.host.registry
-                ],
-            }
-        )
+def tool_call(call: ToolCall | dict[str, Any], index: int | None = None) -> dict[str, Any]:
+    """A tool call in OpenAI's shape (``arguments`` as a JSON string)."""
+    if isinstance(call, ToolCall):
+        call = {"id": call.id, "name": call.name, "args": call.args}
+    out: dict[str, Any] = {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
+    }
+    if index is not None:
+        out = {"index": index, **out}
+    return out
 
-    @app.post("/v1/chat/completions", **schema.chat_completions())
-    async def chat_completions(request: Request) -> Any:
-        owner = gateway.identity(request)
-        data = await read_json(request, gateway.limits)
-        turns = read_messages(data, gateway.limits)
-        options = model_options(data)
-        stream = read_flag(data, "stream")
-        include_usage = read_include_usage(data)
-        model_id = read_model_id(data, "model", gateway.host.registry)  # (404 after any 400)
-        prompt = assemble(gateway.limits.max_prompt_chars, turns)
-        store = gateway.store if gateway.store_completions else None
-        recorder = Recorder(store, None, owner=owner)
-        last_user = [text for role, text in turns if role == "user"][-1:]
-        reply = ReplyStream(
-            gateway, model_id, prompt.messages, recorder, last_user, options, stream=stream
-        )
-        await reply.start(request.receive)
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        if not stream:
-            text = await reply.collect()
-            body = {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": reply.reply.model_id,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-            }
-            usage = reply.usage()
-            if usage:
-                body["usage"] = usage
-            return json_response(body)
 
-        async def events() -> AsyncIterator[str]:
-            model = reply.reply.model_id
-            yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
-            try:
-                async for text in reply.tokens():
-                    yield _chunk(cid, created, model, {"content": text})
-            except ApiError as err:
-                yield sse(err.body())
-                yield sse("[DONE]")
-                return
-            yield _chunk(cid, created, model, finish="stop")
-            usage = reply.usage()
-            if include_usage and usage:
-                yield _chunk(cid, created, model, usage=usage)
+@router.get("/v1/models", **schema.operation("Every registered model", "OpenAI's list", 401))
+async def list_models(state: State, owner: Caller) -> Any:
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": m.id, "object": "model", "created": 0, "owned_by": m.plugin}
+                for m in state.host.registry
+            ],
+        }
+    )
+
+
+@router.post("/v1/chat/completions", **schema.chat_completions())
+async def chat_completions(request: Request, state: State, owner: Caller) -> Any:
+    data = await read_json(request, state.limits)
+    messages = read_messages(data, state.limits)
+    options = model_options(data)
+    stream = read_flag(data, "stream")
+    include_usage = read_include_usage(data)
+    model_id = read_model_id(data, "model", state.host.registry)  # (404 after any 400)
+    last_user = [m for m in messages if m.role == "user"][-1:]
+    try:
+        turn = Turn(
+            state.host,
+            model_id,
+            messages,
+            store=state.store if state.store_completions else None,
+            owner=owner,
+            record=last_user,
+            surface="openai",
+            user=owner,
+            stream=stream,  # no upstream stream if none is read
+            options=options,
+            max_prompt_chars=state.limits.max_prompt_chars,
+            timeout=state.limits.request_timeout,
+            on_notice=state.notice,
+        )
+    except ChatError as exc:
+        raise from_chat_error(exc) from None
+    reply = ReplyStream(turn)
+    await reply.start(request.receive)
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if not stream:
+        text = await reply.collect()
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reply.reply.tool_calls:
+            message["content"] = text or None
+            message["tool_calls"] = [tool_call(c) for c in reply.reply.tool_calls]
+        body = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": reply.reply.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls" if reply.reply.tool_calls else "stop",
+                    "message": message,
+                }
+            ],
+        }
+        usage = reply.reply.usage()
+        if usage:
+            body["usage"] = usage
+        return json_response(body)
+
+    async def events() -> AsyncIterator[str]:
+        model = reply.reply.model_id
+        yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
+        calls = 0
+        try:
+            async for event in reply.events():
+                if isinstance(event, Token):
+                    yield _chunk(cid, created, model, {"content": event.text})
+                else:
+                    yield _chunk(cid, created, model, {"tool_calls": [tool_call(event, calls)]})
+                    calls += 1
+        except ApiError as err:
+            yield sse(err.body())
             yield sse("[DONE]")
+            return
+        yield _chunk(cid, created, model, finish="tool_calls" if calls else "stop")
+        usage = reply.reply.usage()
+        if include_usage and usage:
+            yield _chunk(cid, created, model, usage=usage)
+        yield sse("[DONE]")
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

@@ -1,9 +1,9 @@
-"""One reply to an HTTP request, with the chat service's fallbacks and history.
+"""One reply to an HTTP request: the chat core's turn, driven from a route.
 
-The first token (or the failure) is awaited before the response starts, so a provider that fails
-before answering becomes a proper status code (429, 502, 504) even for a streaming request. After
-that, tokens stream; a client that goes away cancels the upstream call, and the partial reply is
-stored as interrupted.
+The first token (or tool call, or the failure) is awaited before the response starts, so a
+provider that fails before answering becomes a proper status code (429, 502, 504) even for a
+streaming request. After that, events stream; a client that goes away cancels the upstream call,
+and the turn records the partial reply as interrupted.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..chat import ChatError, Recorder, Reply, Turn, ainvoke_turn, astream_turn
-from ..store import FAILED
+from ..chat import ChatError, Turn
+from ..chat.events import Done, Error, Event, Token, ToolCall
 from .errors import ApiError, from_chat_error
 
 log = logging.getLogger("ai_assistant.server")
@@ -38,90 +38,55 @@ async def _client_disconnects(receive: Any) -> None:
         pass
 
 
+def _api_error(exc: BaseException, redact: Any) -> ApiError:
+    if isinstance(exc, ChatError):
+        return from_chat_error(exc)
+    log.error(
+        "reply failed: %s",
+        redact(f"{type(exc).__name__}: {exc}"),
+        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,  # (-v: redacted by logs)
+    )
+    return ApiError(500, "internal error while producing the reply", "server_error")
+
+
 class ReplyStream:
-    def __init__(
-        self,
-        gateway: Any,
-        model_id: str,
-        messages: list[Any],
-        recorder: Recorder,
-        user_texts: list[str],
-        options: dict[str, Any],
-        stream: bool = True,
-    ) -> None:
-        self.reply = Reply(model_id)
-        self.recorder = recorder
-        self.turn = Turn(
-            gateway.host,
-            model_id,
-            self.reply,
-            on_notice=gateway.notice,
-            on_progress=recorder.progress,
-        )
-        self.timeout = gateway.limits.request_timeout
-        self._redact = gateway.host.config.redact
-        recorder.start(model_id, user_texts, self.reply)
-        call = astream_turn if stream else ainvoke_turn  # no upstream stream if none is read
-        self._tokens = call(self.turn, messages, **options)
-        self._deadline = asyncio.get_running_loop().time() + self.timeout
-        self._first: str | None = None
-        self._ended = False
+    """``turn``'s reply for a route: ``start`` awaits its first event, ``events`` gives the reply's
+    tokens and tool calls (an ``ApiError`` for a failure after the first)."""
 
-    async def _next(self) -> str | None:
-        try:
-            async with asyncio.timeout_at(self._deadline):
-                return await anext(self._tokens)
-        except StopAsyncIteration:
-            return None
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.reply = turn.reply
+        self._redact = turn.host.config.redact
+        self._events = turn.events()
+        self._first: Event | None = None
 
-    def _end(self, exc: BaseException | None, why: str | None = None) -> None:
-        if not self._ended:
-            self._ended = True
-            self.turn.settle(exc)
-            if why is not None:
-                self.reply.error = why
-            elif self.reply.status == FAILED and not self.reply.error and exc is not None:
-                self.reply.error = (  # an exception without a message: say what it was
-                    self._timed_out() if isinstance(exc, TimeoutError) else type(exc).__name__
-                )
-            self.recorder.finish(self.reply)
-
-    def _timed_out(self) -> str:
-        return f"no complete reply within server.limits.request_timeout ({self.timeout:g} s)"
-
-    def _api_error(self, exc: Exception) -> ApiError:
-        if isinstance(exc, ChatError):
-            return from_chat_error(exc)
-        if isinstance(exc, TimeoutError):
-            return ApiError(504, self._timed_out(), "timeout_error", "timeout")
-        log.error(
-            "reply failed: %s",
-            self._redact(f"{type(exc).__name__}: {exc}"),
-            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,  # (-v: redacted by logs)
-        )
-        return ApiError(500, "internal error while producing the reply", "server_error")
+    async def _next(self) -> Event | None:
+        """The next token, tool call or end; a failure raises ``ApiError``."""
+        while True:
+            try:
+                event = await anext(self._events)
+            except StopAsyncIteration:
+                return None
+            if isinstance(event, Error):
+                raise from_chat_error(event.error)
+            if isinstance(event, (Token, ToolCall, Done)):
+                return event
 
     async def start(self, receive: Any = None) -> None:
-        """Wait for the first token; a reply that fails before it raises ``ApiError``.
+        """Wait for the first event; a reply that fails before it raises ``ApiError``.
 
         With ``receive`` (the request's ASGI receive), a client that disconnects meanwhile
         cancels the upstream call at once: the reply is stored interrupted and ``ClientGone``
         is raised."""
         try:
             self._first = await self._first_or_gone(receive)
-        except ClientGone:
+        except ApiError:
             raise
         except Exception as exc:
-            self._end(exc)
-            raise self._api_error(exc) from None
-        except BaseException as exc:
-            self._end(exc)
-            raise
-        if self._first is None:
-            self._end(None)
+            raise _api_error(exc, self._redact) from None
 
-    async def _first_or_gone(self, receive: Any) -> str | None:
-        """The first token, awaited in this task (the upstream stream stays in the task that
+    async def _first_or_gone(self, receive: Any) -> Event | None:
+        """The first event, awaited in this task (the upstream stream stays in the task that
         reads it); a watcher cancels the wait when the client disconnects."""
         if receive is None:
             return await self._next()
@@ -133,6 +98,7 @@ class ReplyStream:
             nonlocal left
             await _client_disconnects(receive)
             left = True
+            self.turn.interrupt_reason = LEFT_BEFORE_FIRST_TOKEN  # what the history says
             handler.cancel()  # wherever the upstream call is, it is cancelled there
 
         watcher = asyncio.ensure_future(watch())
@@ -146,39 +112,27 @@ class ReplyStream:
             await asyncio.wait((watcher,))
             if not watcher.cancelled():
                 watcher.exception()  # (retrieved: a failed watcher changes nothing)
-        self._end(asyncio.CancelledError(), why=LEFT_BEFORE_FIRST_TOKEN)
         with contextlib.suppress(Exception):
-            await self._tokens.aclose()
+            await self._events.aclose()
         log.info("%s: the upstream call was cancelled", LEFT_BEFORE_FIRST_TOKEN)
         raise ClientGone()
 
-    async def tokens(self) -> AsyncIterator[str]:
-        """The reply's text pieces; a failure after the first raises ``ApiError``."""
+    async def events(self) -> AsyncIterator[Token | ToolCall]:
+        """The reply's tokens and tool calls; a failure after the first raises ``ApiError``."""
         try:
-            text = self._first
-            while text is not None:
-                yield text
-                text = await self._next()
-        except Exception as exc:
-            self._end(exc)
-            raise self._api_error(exc) from None
-        except BaseException as exc:  # the client went away (cancelled, or the reader closed)
-            self._end(exc)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self._tokens.aclose())  # cancel the upstream request
+            event = self._first
+            while event is not None and not isinstance(event, Done):
+                yield event
+                event = await self._next()
+        except ApiError:
             raise
-        self._end(None)
+        except Exception as exc:
+            raise _api_error(exc, self._redact) from None
+        except BaseException:  # the client went away (cancelled, or the reader closed)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._events.aclose())  # cancel the upstream request
+            raise
 
     async def collect(self) -> str:
-        return "".join([text async for text in self.tokens()])
-
-    def usage(self) -> dict[str, int] | None:
-        reply = self.reply
-        if reply.input_tokens is None and reply.output_tokens is None:
-            return None
-        prompt, completion = reply.input_tokens or 0, reply.output_tokens or 0
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
+        """The whole reply's text (its tool calls are in ``reply.tool_calls``)."""
+        return "".join([e.text async for e in self.events() if isinstance(e, Token)])

@@ -7,21 +7,21 @@ import re
 import sys
 from typing import Any
 
+from ..chat.prompt import Message
 from ..errors import did_you_mean
 from .errors import ApiError
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class Limits:
     """``server.limits.*``: every over-limit request gets a 4xx naming the limit."""
 
     def __init__(self, config: Any) -> None:
-        limits = config.get("server.limits") or {}
-        self.max_body_bytes = int(limits.get("max_body_bytes", 1_048_576))
-        self.max_messages = int(limits.get("max_messages", 256))
-        self.max_prompt_chars = int(limits.get("max_prompt_chars", 400_000))
-        self.request_timeout = float(limits.get("request_timeout", 300))
+        self.max_body_bytes = config.value("server.limits.max_body_bytes")
+        self.max_messages = config.value("server.limits.max_messages")
+        self.max_prompt_chars = config.value("server.limits.max_prompt_chars")
+        self.request_timeout = float(config.value("server.limits.request_timeout"))
 
 
 async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
@@ -136,9 +136,10 @@ def text_of(content: Any, where: str) -> str:
 
 def read_messages(
     data: dict[str, Any], limits: Limits, field: str = "messages", allow_empty: bool = False
-) -> list[tuple[str, str]]:
-    """(role, text) pairs from ``data[field]``, checked against ``max_messages`` (the prompt's
-    size is checked once it is assembled: see ``prompt.assemble``)."""
+) -> list[Message]:
+    """The messages in ``data[field]`` (OpenAI's shape: an assistant message may carry
+    ``tool_calls``, a ``tool`` message answers one by ``tool_call_id``), checked against
+    ``max_messages`` (the prompt's size is checked once it is assembled, by the chat core)."""
     messages = data.get(field)
     if messages is None and allow_empty:
         return []
@@ -152,21 +153,73 @@ def read_messages(
             code="too_many_messages",
             param=field,
         )
-    turns = []
-    for i, message in enumerate(messages):
-        where = f"{field}[{i}]"
-        if not isinstance(message, dict):
-            raise ApiError(400, f"{where} must be an object with role and content", param=where)
-        role = message.get("role")
-        if role == "developer":
-            role = "system"
-        if role not in ROLES:
+    return [_read_message(message, f"{field}[{i}]") for i, message in enumerate(messages)]
+
+
+def _read_message(message: Any, where: str) -> Message:
+    if not isinstance(message, dict):
+        raise ApiError(400, f"{where} must be an object with role and content", param=where)
+    role = message.get("role")
+    if role == "developer":
+        role = "system"
+    if role not in ROLES:
+        raise ApiError(
+            400, f"{where}.role must be one of {', '.join(ROLES)}", param=f"{where}.role"
+        )
+    calls = message.get("tool_calls")
+    if role == "assistant" and calls is not None:
+        tool_calls = _read_tool_calls(calls, f"{where}.tool_calls")
+        content = message.get("content")
+        text = "" if content is None else text_of(content, f"{where}.content")
+        return Message(role, text, tool_calls)
+    text = text_of(message.get("content"), f"{where}.content")
+    if role != "tool":
+        return Message(role, text)
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise ApiError(
+            400,
+            f"{where}.tool_call_id is required: the id of the tool call this answers",
+            param=f"{where}.tool_call_id",
+        )
+    return Message(role, text, tool_call_id=call_id)
+
+
+def _read_tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """OpenAI's ``[{"id", "type": "function", "function": {"name", "arguments"}}]`` as the chat
+    core's ``[{"id", "name", "args"}]`` (``arguments`` is a JSON object in a string)."""
+    if not isinstance(calls, list):
+        raise ApiError(400, f"{where} must be an array of tool calls", param=where)
+    out = []
+    for j, call in enumerate(calls):
+        here = f"{where}[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
             raise ApiError(
-                400, f"{where}.role must be one of {', '.join(ROLES)}", param=f"{where}.role"
+                400, f"{here} must be an object with id and function", param=f"{here}.function"
             )
-        text = text_of(message.get("content"), f"{where}.content")
-        turns.append((role, text))
-    return turns
+        call_id, name = call.get("id"), function.get("name")
+        if not isinstance(call_id, str) or not call_id:
+            raise ApiError(400, f"{here}.id must be a non-empty string", param=f"{here}.id")
+        if not isinstance(name, str) or not name:
+            raise ApiError(
+                400,
+                f"{here}.function.name must be a non-empty string",
+                param=f"{here}.function.name",
+            )
+        arguments = function.get("arguments", "{}")
+        try:
+            args = json.loads(arguments) if isinstance(arguments, str) else None
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            raise ApiError(
+                400,
+                f"{here}.function.arguments must be a JSON object in a string",
+                param=f"{here}.function.arguments",
+            )
+        out.append({"id": call_id, "name": name, "args": args})
+    return out
 
 
 def read_flag(data: dict[str, Any], field: str, where: str | None = None) -> bool:

@@ -30,13 +30,13 @@ class ServeOptions:
         port: int | None = None,
         workers: int | None = None,
     ) -> None:
-        self.host = host or config.get("server.host") or "127.0.0.1"
+        self.host = host or config.get("server.host") or config.value("server.host")
         if not isinstance(self.host, str):
             raise AiAssistantError(f"server.host must be a string, not {self.host!r}")
-        self.port = _whole(config, port, "--port", "server.port", 8080, 1, 65535)
-        self.workers = _whole(config, workers, "--workers", "server.workers", 1, 1, None)
-        self.access_log = config.get("server.access_log", True) is not False
-        self.has_keys = bool(config.get("server.api_keys"))
+        self.port = _whole(config, port, "--port", "server.port", 1, 65535)
+        self.workers = _whole(config, workers, "--workers", "server.workers", 1, None)
+        self.access_log = config.value("server.access_log")
+        self.has_keys = bool(config.value("server.api_keys"))
 
     @property
     def url(self) -> str:
@@ -49,16 +49,16 @@ def _whole(
     given: int | None,
     option: str,
     key: str,
-    default: int,
     low: int,
     high: int | None,
 ) -> int:
-    """``given`` (from ``option``), else ``config[key]``, else ``default``, within low..high."""
+    """``given`` (from ``option``), else ``config[key]``, else its default, within low..high
+    (a value out of range is refused by name, never replaced by the default)."""
     name, value = option, given
     if value is None:
         name, value = key, config.get(key)
         if value is None:
-            return default
+            return config.value(key)
     allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise AiAssistantError(f"{name} must be a whole number {allowed}, not {value!r}")

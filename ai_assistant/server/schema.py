@@ -31,14 +31,34 @@ TEXT_PART = {
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
 }
 
+TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "function"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "arguments": {"type": "string", "description": "a JSON object"},
+            },
+        },
+    },
+}
+
 MESSAGE = {
     "type": "object",
-    "required": ["role", "content"],
+    "required": ["role"],
     "properties": {
-        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
-            "anyOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}],
+            "anyOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}, {"type": "null"}],
+            "description": "required, except for an assistant message with tool_calls",
         },
+        "tool_calls": {"type": "array", "items": TOOL_CALL, "description": "assistant only"},
+        "tool_call_id": {"type": "string", "description": "tool only: the call it answers"},
     },
 }
 
@@ -90,7 +110,7 @@ _JSON = "application/json"
 _STATUS_TEXT = {
     400: "a malformed request or a bad field (named in `param`)",
     401: "a missing or wrong API key",
-    404: "an unknown model or conversation",
+    404: "an unknown model, conversation or message",
     413: "a body over server.limits.max_body_bytes",
     429: "the provider rate-limited the request",
     502: "the provider failed",
@@ -172,6 +192,29 @@ def chat_message() -> dict[str, Any]:
         *_UPSTREAM,
         body=CHAT_MESSAGE_REQUEST,
         stream=True,
+    )
+
+
+SCORE_REQUEST = {
+    "type": "object",
+    "required": ["score"],
+    "properties": {
+        "score": {"type": "number"},
+        "comment": {"type": ["string", "null"]},
+    },
+    "example": {"score": 1, "comment": "spot on"},
+}
+
+
+def score() -> dict[str, Any]:
+    return operation(
+        "Feedback on an assistant message of the caller's own conversations",
+        "the stored score",
+        400,
+        401,
+        404,
+        413,
+        body=SCORE_REQUEST,
     )
 
 

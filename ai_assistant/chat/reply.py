@@ -1,0 +1,42 @@
+"""``Reply``: one assistant reply as a turn builds it, and as surfaces read it afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..store import STREAMING
+
+
+class Reply:
+    """One assistant reply: who answered, what, how it ended."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.parts: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []  # {"id", "name", "args"}, as LangChain has them
+        self.status = STREAMING
+        self.error: str | None = None
+        self.failures: list[tuple[str, str]] = []  # (model id, why) for models that fell through
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.first_token_ms: int | None = None
+        self.latency_ms: int | None = None
+        self.message_id: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def usage(self) -> dict[str, int] | None:
+        """OpenAI's usage object, when the provider counted tokens."""
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        prompt, completion = self.input_tokens or 0, self.output_tokens or 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def __repr__(self) -> str:
+        return f"Reply(model_id={self.model_id!r}, status={self.status!r}, {len(self.text)} chars)"

@@ -1,0 +1,323 @@
+"""The one turn every surface drives: which model answers, what is sent, what happens when a
+provider fails, what is recorded, and what callbacks see. It prints nothing itself.
+
+A reply streams as typed events (``chat.events``). A model that fails before its first token
+with a connection error, a timeout, HTTP 429 or 5xx hands over to the next model in its
+``chat.fallbacks`` list; an authentication failure (401/403) never falls back. A failure after
+tokens arrived keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from ..errors import ModelUnavailableError, UnknownModelError
+from ..host import Host
+from ..store import COMPLETE, FAILED, INTERRUPTED, Store
+from .events import Done, Error, Event, Fallback, Token, ToolCall, Usage
+from .failures import ChatError, Failure, classify, key_hint
+from .prompt import Message, assemble
+from .recording import Recorder
+from .reply import Reply
+from .settings import chat_settings, resolve_model_id
+
+FLUSH_SECONDS = 0.5  # how often a streaming reply's text is saved, so a kill loses little
+
+USER_INTERRUPT = "interrupted by the user"
+READER_GONE = "the reader went away before the reply ended"
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content or ())
+
+
+class Turn:
+    """One exchange: the prompt is assembled when the turn is made (so a prompt that does not
+    fit raises ``PromptTooLongError`` before anything is stored or sent); ``events()`` records
+    the new messages, calls the models and yields what happens.
+
+    ``messages`` are the new messages; ``record`` those of them to store (default: the user and
+    tool messages). ``stream=False`` asks each model once, without streaming (cheaper when
+    nobody reads the tokens as they come). ``timeout`` bounds the whole reply, fallbacks
+    included. A driver that cancels the turn may first set ``interrupt_reason``, which is what
+    the history says about the partial reply.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        model_id: str | None,
+        messages: Sequence[Message | tuple[str, str]],
+        *,
+        history: Sequence[Message | tuple[str, str]] = (),
+        system: str | None = None,
+        store: Store | None = None,
+        conversation_id: str | None = None,
+        owner: str | None = None,
+        record: Sequence[Message | str] | None = None,
+        surface: str = "python",
+        user: str | None = None,
+        stream: bool = True,
+        options: dict[str, Any] | None = None,
+        max_prompt_chars: int | None = None,
+        timeout: float | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        settings = chat_settings(host)
+        self.model_id = resolve_model_id(host, model_id)
+        new = [Message.of(m) for m in messages]
+        self.prompt = assemble(
+            new, history, system, settings["prefix"], settings["suffix"], max_prompt_chars
+        )
+        self.record = (
+            list(record) if record is not None else [m for m in new if m.role in ("user", "tool")]
+        )
+        self.reply = Reply(self.model_id)
+        self.recorder = Recorder(store, conversation_id, owner=owner, system=system)
+        self.candidates = [self.model_id, *settings["fallbacks"].get(self.model_id, [])]
+        self.stream = stream
+        self.options = options or {}
+        self.timeout = timeout
+        self.on_notice = on_notice or (lambda message: None)
+        self.interrupt_reason: str | None = None
+        # what callbacks are told about the turn: see hookspecs.register_callbacks
+        self.metadata: dict[str, Any] = {
+            "model_id": self.model_id,
+            "conversation_id": conversation_id,
+            "user": user,
+            "surface": surface,
+        }
+        self.handlers: list[Any] = []
+        self.started = time.perf_counter()
+        self._last_flush = self.started
+        self._deadline: float | None = None
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.recorder.conversation_id
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Record the new messages, then the reply's events as they come; the reply is recorded
+        as it ends, before the last event (``Done`` or ``Error``). Cancelled or closed early,
+        the partial reply is recorded as interrupted."""
+        reply = self.reply
+        self.started = self._last_flush = time.perf_counter()
+        if self.timeout is not None:
+            self._deadline = asyncio.get_running_loop().time() + self.timeout
+        self.recorder.start(self.model_id, self.record, reply)
+        self.metadata["conversation_id"] = self.recorder.conversation_id
+        if len(self.host.callbacks):
+            self.handlers = self.host.callbacks.handlers(self.metadata, self.on_notice)
+        error: ChatError | None = None
+        try:
+            async with contextlib.aclosing(self._answers()) as answers:
+                async for event in answers:
+                    yield event
+        except ChatError as exc:
+            error = exc
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(error)
+        if error is not None:
+            yield Error(error)
+            return
+        if reply.input_tokens is not None or reply.output_tokens is not None:
+            yield Usage(reply.input_tokens, reply.output_tokens)
+        yield Done(reply)
+
+    async def _answers(self) -> AsyncIterator[Event]:
+        """Each candidate in turn until one answers; ``ChatError`` when none can."""
+        for index, chat_model in self._models():
+            try:
+                async with contextlib.aclosing(self._call(index, chat_model)) as answer:
+                    async for event in answer:
+                        yield event
+            except ChatError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any provider error is classified
+                fallback = self._failed(exc, index)
+                yield fallback
+                continue
+            self._answered()
+            return
+        raise self._exhausted()
+
+    async def _call(self, index: int, chat_model: Any) -> AsyncIterator[Event]:
+        """One model's answer: its tokens, then its tool calls."""
+        kwargs = {**self.options, **self.run_config(index)}
+        messages = self.prompt.messages
+        if not self.stream:
+            message = await self._wait(chat_model.ainvoke(messages, **kwargs))
+            text = self._take(message)
+            if text:
+                yield Token(text)
+            for event in self._tool_calls(getattr(message, "tool_calls", None) or ()):
+                yield event
+            return
+        inner = chat_model.astream(messages, **kwargs)
+        tool_chunks = None  # only the chunks that carry tool calls are added up: cheap
+        try:
+            while True:
+                try:
+                    chunk = await self._wait(anext(inner))
+                except StopAsyncIteration:
+                    break
+                text = self._take(chunk)
+                if text:
+                    yield Token(text)
+                if getattr(chunk, "tool_call_chunks", None):
+                    tool_chunks = chunk if tool_chunks is None else tool_chunks + chunk
+        finally:
+            await inner.aclose()  # a reader that stops early cancels the upstream request
+        if tool_chunks is not None:
+            for event in self._tool_calls(tool_chunks.tool_calls):
+                yield event
+
+    async def _wait(self, awaitable: Any) -> Any:
+        """``awaitable``, within what is left of ``timeout``."""
+        if self._deadline is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout_at(self._deadline) as bound:
+                return await awaitable
+        except TimeoutError:
+            if not bound.expired():
+                raise  # the provider's own timeout: a failure like any other
+            raise ChatError(
+                f"no complete reply within server.limits.request_timeout ({self.timeout:g} s)",
+                reply=self.reply,
+                failure=Failure("timeout", "timed out", False),
+            ) from None
+
+    # -- what each step means ------------------------------------------------------------------
+
+    def run_config(self, index: int) -> dict[str, Any]:
+        """The LangChain run config for candidate ``index``: the callbacks, once per turn, with
+        the turn's metadata (and which model this call is, when it is a fallback)."""
+        if not self.handlers:
+            return {}
+        metadata = {**self.metadata, "called_model_id": self.candidates[index]}
+        if index:
+            metadata["fallback_from"] = self.candidates[index - 1]
+        return {
+            "config": {
+                "callbacks": self.handlers,
+                "metadata": metadata,
+                "run_name": f"ai-assistant {self.metadata['surface']}",
+                "tags": [f"surface:{self.metadata['surface']}"],
+            }
+        }
+
+    def _models(self) -> Iterator[tuple[int, Any]]:
+        """(index, LangChain model) of each candidate in turn; an unusable fallback is skipped
+        with a notice, an unusable first choice is an error."""
+        for index, model_id in enumerate(self.candidates):
+            self.reply.model_id = model_id
+            try:
+                chat_model = self.host.registry.get(model_id).get()
+            except (ModelUnavailableError, UnknownModelError) as exc:
+                if index == 0:
+                    raise ChatError(str(exc), hint=exc.hint, reply=self.reply) from None
+                self.reply.failures.append((model_id, str(exc)))
+                self.on_notice(f"skipping fallback {model_id!r}: {exc}")
+                continue
+            yield index, chat_model
+
+    def _take(self, chunk: Any) -> str:
+        """Account for one streamed chunk (or a whole message); its text (may be empty)."""
+        reply = self.reply
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            reply.input_tokens = (reply.input_tokens or 0) + usage.get("input_tokens", 0)
+            reply.output_tokens = (reply.output_tokens or 0) + usage.get("output_tokens", 0)
+        text = _text_of(chunk.content)
+        if text:
+            if reply.first_token_ms is None:
+                reply.first_token_ms = _ms_since(self.started)
+            reply.parts.append(text)
+            if time.perf_counter() - self._last_flush > FLUSH_SECONDS:
+                self.recorder.progress(reply)
+                self._last_flush = time.perf_counter()
+        return text
+
+    def _tool_calls(self, calls: Any) -> Iterator[ToolCall]:
+        for call in calls:
+            entry = {"id": call.get("id"), "name": call["name"], "args": call.get("args") or {}}
+            self.reply.tool_calls.append(entry)
+            if self.reply.first_token_ms is None:
+                self.reply.first_token_ms = _ms_since(self.started)
+            yield ToolCall(entry["id"], entry["name"], entry["args"])
+
+    def _failed(self, exc: Exception, index: int) -> Fallback:
+        """The ``Fallback`` to the next candidate; ``ChatError`` if there is none to try."""
+        reply = self.reply
+        model_id = self.candidates[index]
+        failure = classify(exc)
+        why = self.host.config.redact(failure.description)
+        if reply.parts or reply.tool_calls:
+            raise ChatError(
+                f"the reply from {model_id!r} broke off: {why}",
+                hint="what arrived is kept in the history; ask again to retry",
+                reply=reply,
+                failure=failure,
+            ) from None
+        if failure.kind == "auth":
+            model = self.host.registry.get(model_id)
+            raise ChatError(
+                f"model {model_id!r} was refused: {why}",
+                hint=key_hint(model),
+                reply=reply,
+                failure=failure,
+            ) from None
+        reply.failures.append((model_id, why))
+        if failure.fallback and index + 1 < len(self.candidates):
+            following = self.candidates[index + 1]
+            self.on_notice(f"model {model_id!r} failed ({why}); trying {following!r}")
+            return Fallback(model_id, following, why)
+        hint = None
+        if index == 0 and failure.fallback:
+            hint = f'to fall back, set chat.fallbacks = {{ "{model_id}" = ["other-id"] }}'
+        raise ChatError(
+            f"model {model_id!r} failed: {why}", hint=hint, reply=reply, failure=failure
+        ) from None
+
+    def _answered(self) -> None:
+        if self.reply.failures:
+            failed = "; ".join(f"{m!r}: {why}" for m, why in self.reply.failures)
+            self.on_notice(f"answered by {self.reply.model_id!r} (failed before it: {failed})")
+
+    def _exhausted(self) -> ChatError:
+        return ChatError(
+            "no model could answer: "
+            + "; ".join(f"{m!r}: {why}" for m, why in self.reply.failures),
+            reply=self.reply,
+        )
+
+    def _finish(self, exc: BaseException | None) -> None:
+        """Set the reply's final status from how the turn ended, and record it."""
+        reply = self.reply
+        reply.latency_ms = _ms_since(self.started)
+        if exc is None:
+            reply.status = COMPLETE
+        elif isinstance(exc, KeyboardInterrupt):
+            reply.status, reply.error = INTERRUPTED, USER_INTERRUPT
+        elif isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            reply.status, reply.error = INTERRUPTED, self.interrupt_reason or READER_GONE
+        else:
+            reply.status = FAILED
+            reply.error = self.host.config.redact(str(exc)) or type(exc).__name__
+        self.recorder.finish(reply)
+
+
+def _ms_since(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)
