@@ -92,6 +92,15 @@ def register_callbacks(config: Any, registry: PluginRegistry) -> None:
     A factory that raises is skipped for that turn (the reply goes on) and reported. Import
     tracing SDKs inside the factory or the handler's module function, never at the top of the
     plugin file. Return value: ignored.
+
+    Feedback: a handler that also has a method ``on_score(message_id, score, comment, metadata)``
+    (plain or ``async``) is handed every score stored by ``POST /api/chat/message/{id}/score``,
+    after the score is saved: ``message_id`` is the scored assistant message, ``score`` a float,
+    ``comment`` a string or None, and ``metadata`` the scored turn's ``model_id`` and
+    ``conversation_id``, the scoring ``user`` (API key name), ``surface`` ``"api"`` and
+    ``message_id``. For this a factory is called with that ``metadata``. A plain ``on_score``
+    runs in a thread (it may call an SDK that blocks); one that raises is logged and changes
+    nothing.
     """
 
 
