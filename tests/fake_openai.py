@@ -11,6 +11,8 @@ The requested model name picks the behaviour, so one server serves every case:
 - ``tokens-<n>``: streams n tokens as fast as it can
 - ``held``: sets ``server.arrived``, then sends nothing until ``server.hold`` is set; a client
   that hangs up meanwhile sets ``server.hung_up`` (and counts in ``aborted``)
+- ``toolcall``: asks for the tool ``get_weather`` with ``{"city": "Paris"}`` (``TOOL_CALL``);
+  streaming, the arguments come in pieces, as OpenAI sends them
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+TOOL_CALL = {
+    "id": "call_weather_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -64,6 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
             }.get(status, "Upstream broke")
             self._json(status, {"error": {"message": message, "type": "error", "code": status}})
             return
+        if model == "toolcall":
+            self._tool_call(model, bool(body.get("stream")))
+            return
         last_user = next(
             (
                 m.get("content")
@@ -105,6 +116,37 @@ class _Handler(BaseHTTPRequestHandler):
         self._stream(
             model, tokens, usage, bool((body.get("stream_options") or {}).get("include_usage"))
         )
+
+    def _tool_call(self, model: str, stream: bool) -> None:
+        usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+        if not stream:
+            message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}],
+                    "usage": usage,
+                },
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._event(model, {"role": "assistant", "content": None})
+        name = TOOL_CALL["function"]["name"]
+        first = {"index": 0, "id": TOOL_CALL["id"], "type": "function"}
+        self._event(model, {"tool_calls": [{**first, "function": {"name": name, "arguments": ""}}]})
+        arguments = TOOL_CALL["function"]["arguments"]
+        for piece in (arguments[:8], arguments[8:]):
+            self._event(model, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        self._event(model, {}, finish="tool_calls")
+        self._chunk("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     def _hold(self) -> bool:
         """Wait for ``server.hold``; False (and ``hung_up`` set) if the client hangs up first."""
