@@ -28,7 +28,13 @@ ghost = "acme_missing_module"
 """
 
 MODULE = """\
+import os
+import pathlib
+
 from ai_assistant import hookimpl
+
+if os.environ.get("ACME_IMPORT_MARKER"):  # lets a test see whether it was imported at all
+    pathlib.Path(os.environ["ACME_IMPORT_MARKER"]).write_text("imported")
 
 
 @hookimpl
@@ -69,8 +75,13 @@ def _ai_assistant() -> str:
     return exe
 
 
-def _run(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+def _run(
+    target: Path, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")},
+        **(env or {}),
+    }
     env["PYTHONPATH"] = str(target)
     return subprocess.run(
         [_ai_assistant(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -116,8 +127,23 @@ def test_entry_point_can_be_disabled_without_import(installed_dist, project):
         disabled = ["acme", "ghost"]
     """),
     )
-    result = _run(installed_dist, project.root, "plugins", "list", "--format", "json")
+    marker = project.root / "acme-imported"
+    result = _run(
+        installed_dist,
+        project.root,
+        "plugins",
+        "list",
+        "--format",
+        "json",
+        env={"ACME_IMPORT_MARKER": str(marker)},
+    )
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["acme"]["status"] == plugins["ghost"]["status"] == "disabled"
     assert plugins["acme"]["version"] == "2.3.1"
     assert result.stderr == ""
+    assert not marker.exists()  # disabled means never imported
+    enabled = project.root / "settings.local.toml"
+    enabled.write_text("[default.plugins]\ndisabled = []\n")
+    project.write("settings.toml", "[default.plugins]\n")
+    _run(installed_dist, project.root, "models", "list", env={"ACME_IMPORT_MARKER": str(marker)})
+    assert marker.read_text() == "imported"  # (the marker works)
