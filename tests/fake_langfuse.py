@@ -2,8 +2,9 @@
 
 The langfuse 5 SDK sends its traces as OpenTelemetry spans: OTLP/HTTP protobuf, gzipped, with
 HTTP basic auth (public key : secret key), POSTed to ``<host>/api/public/otel/v1/traces``. Scores
-and other API calls go to ``<host>/api/public/...`` as JSON. Every request is recorded (path,
-headers, raw body); ``spans()`` decodes the OTLP ones into plain dicts::
+go to ``<host>/api/public/scores`` as a JSON list, and any other API call gets ``{}``. Every
+request is recorded (path, headers, raw body); ``spans()`` decodes the OTLP ones into plain
+dicts::
 
     {"name", "trace_id", "span_id", "parent_span_id", "scope", "attributes": {key: value}}
 

@@ -226,22 +226,18 @@ def test_listing_models_never_imports_langfuse(project, langfuse):
     assert langfuse.requests == []
 
 
-@pytest.mark.xfail(
-    reason="the gateway does not yet give callbacks its caller and surface (issue 9, item 1): "
-    "its turns are traced as user None, surface python",
-    strict=False,
-)
-def test_the_gateway_traces_each_request_as_its_api_key_user(project, langfuse):
+def test_the_gateway_traces_each_request_as_its_caller_and_sends_scores(project, langfuse):
     import os
     import signal
     import socket
 
     import httpx
 
+    alice = "alice-key-0123456789"
     project.write(
         ".secrets.toml",
         f'[default.callbacks.langfuse]\nsecret_key = "{SECRET}"\n'
-        '[default.server.api_keys]\nalice = "alice-key-0123456789"\n',
+        f'[default.server.api_keys]\nalice = "{alice}"\n',
     )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -257,6 +253,14 @@ def test_the_gateway_traces_each_request_as_its_api_key_user(project, langfuse):
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+
+    def post(path, body):
+        response = httpx.post(
+            base + path, json=body, headers={"Authorization": f"Bearer {alice}"}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return response
+
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -269,27 +273,46 @@ def test_the_gateway_traces_each_request_as_its_api_key_user(project, langfuse):
             assert time.monotonic() < deadline, "the gateway did not start"
             time.sleep(0.1)
         for stream in (False, True):
-            response = httpx.post(
-                f"{base}/v1/chat/completions",
-                json={
+            post(
+                "/v1/chat/completions",
+                {
                     "model": "echo",
-                    "messages": [{"role": "user", "content": f"via gateway {stream}"}],
+                    "messages": [{"role": "user", "content": f"via /v1 {stream}"}],
                     "stream": stream,
                 },
-                headers={"Authorization": "Bearer alice-key-0123456789"},
-                timeout=30,
             )
-            assert response.status_code == 200, response.text
+        sent = post(
+            "/api/chat/message",
+            {"modelId": "echo", "messages": [{"role": "user", "content": "rate me"}]},
+        ).json()
+        message_id = sent["message"]["id"]
+        post(f"/api/chat/message/{message_id}/score", {"score": 0.5, "comment": "first"})
+        post(f"/api/chat/message/{message_id}/score", {"score": 1, "comment": "spot on"})
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
 
     # the gateway's exit sent the batch
     generations = _generations(langfuse.spans())
-    assert len(generations) == 2
-    assert SECRET not in log.read_text()
+    assert len(generations) == 3
+    surfaces = sorted(g["attributes"]["langfuse.trace.tags"][0] for g in generations)
+    assert surfaces == ["surface:api", "surface:openai", "surface:openai"]
     for generation in generations:
         attributes = generation["attributes"]
         assert attributes["user.id"] == "alice"
-        assert attributes["langfuse.trace.tags"] == ["surface:openai"]
         assert attributes["langfuse.observation.model.name"] == "echo"
+    (api,) = [g for g in generations if "rate me" in g["attributes"]["langfuse.observation.input"]]
+    assert api["attributes"]["session.id"] == sent["conversationId"]
+
+    scores = [
+        score
+        for request in langfuse.requests
+        if request["path"] == "/api/public/scores"
+        for score in json.loads(request["body"])
+    ]
+    assert [(s["value"], s["comment"]) for s in scores] == [(0.5, "first"), (1.0, "spot on")]
+    assert {s["sessionId"] for s in scores} == {sent["conversationId"]}
+    assert {s["name"] for s in scores} == {"feedback"}
+    assert len({s["id"] for s in scores}) == 1  # scoring again replaces the score
+    assert scores[-1]["metadata"] == {"message_id": message_id, "model_id": "echo", "user": "alice"}
+    assert SECRET not in log.read_text()

@@ -15,6 +15,8 @@ user and its conversation as the Langfuse session. Needs the extra:
 Each model call is one trace named ``ai-assistant <surface>`` holding one generation (input,
 output, model, usage, time to first token); a fallback is a trace of its own in the same
 session, its metadata saying ``fallback_from``. The trace is tagged ``surface:<surface>``.
+A score given through the gateway (``POST /api/chat/message/{id}/score``) becomes a Langfuse
+score named ``feedback`` on that session, with its comment and the message id.
 
 The folder is named after the plugin (``langfuse``) so that its section reads
 ``callbacks.langfuse``; it never shadows the ``langfuse`` package, because the host imports

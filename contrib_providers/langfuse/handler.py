@@ -4,6 +4,7 @@ LangChain handler each turn gets. Imported on the first turn only (it imports la
 from __future__ import annotations
 
 import threading
+import uuid
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -59,8 +60,9 @@ class TurnHandler(CallbackHandler):
     this one sets them itself (``propagate_attributes``) around the start of each model call,
     and adds the two keys to the generation's metadata as well."""
 
-    def __init__(self, *, public_key: str, attributes: dict) -> None:
+    def __init__(self, *, client: Langfuse, public_key: str, attributes: dict) -> None:
         super().__init__(public_key=public_key)
+        self.client = client
         self.turn_attributes = attributes
         self.turn_metadata = {  # kept on the generation too
             f"langfuse_{key}": attributes[key]
@@ -85,8 +87,32 @@ class TurnHandler(CallbackHandler):
     def on_llm_start(self, *args, **kwargs):
         return self._traced(super().on_llm_start, *args, **kwargs)
 
+    def on_score(self, message_id, score, comment, metadata) -> None:
+        """Feedback from ``POST /api/chat/message/{id}/score``: a score named ``feedback`` on
+        the conversation's session (Langfuse's traces do not know message ids). Its id comes
+        from the message, so scoring a reply again replaces its score, as the history does.
+        Queued: langfuse sends it in the background."""
+        conversation_id = metadata.get("conversation_id")
+        seed = f"ai-assistant:{conversation_id}:{message_id}"
+        self.client.create_score(
+            name="feedback",
+            value=float(score),
+            data_type="NUMERIC",
+            comment=comment,
+            session_id=str(conversation_id) if conversation_id is not None else None,
+            score_id=str(uuid.uuid5(uuid.NAMESPACE_URL, seed)),
+            metadata={
+                "message_id": message_id,
+                "model_id": metadata.get("model_id"),
+                "user": metadata.get("user"),
+            },
+        )
+
 
 def make_handler(options: dict, metadata: dict) -> TurnHandler:
     """A handler for one turn, sending to the Langfuse client for these options."""
-    client(**options)
-    return TurnHandler(public_key=options["public_key"], attributes=trace_attributes(metadata))
+    return TurnHandler(
+        client=client(**options),
+        public_key=options["public_key"],
+        attributes=trace_attributes(metadata),
+    )
