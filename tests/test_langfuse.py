@@ -117,6 +117,19 @@ def test_each_turn_of_a_conversation_is_in_its_session(project, langfuse):
     assert len({g["trace_id"] for g in generations}) == 2  # one trace per model call
 
 
+def test_the_secret_key_may_come_from_the_environment(project, langfuse):
+    (project.root / ".secrets.toml").unlink()
+    env = {"AI_ASSISTANT_CALLBACKS__LANGFUSE__SECRET_KEY": "sk-lf-from-env-5150"}
+    result = project.run("chat", "-m", "echo", "hello", env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    _flush()
+    (post,) = langfuse.trace_posts()
+    assert langfuse.basic_auth(post) == (langfuse.public_key, "sk-lf-from-env-5150")
+    shown = project.run("config", "show", env=env).output
+    assert "[default.callbacks.langfuse]" in shown and "sk-lf-from-env-5150" not in shown
+
+
 def test_fallbacks_are_traced_in_the_same_session_with_their_errors(
     chat_project, langfuse_server, monkeypatch
 ):

@@ -55,12 +55,19 @@ def _installed() -> bool:
 
 
 def _missing_key_problem(key: str) -> str:
+    """``is not set, ...: set it ...`` (the key path goes before it)."""
     path = f"{SECTION}.{key}"
     how = f"set {key} under [default.{SECTION}] in {KEYS[key]}"
     if KEYS[key] == ".secrets.toml":
         how += f" (`ai-assistant secrets set {path}`)"
     how += f", or export {env_var_name(path)}"
-    return f"{path} is not set, so nothing is sent to Langfuse: {how}"
+    return f"is not set, so nothing is sent to Langfuse: {how}"
+
+
+def _bad_host(host) -> str | None:
+    if not isinstance(host, str) or not host.startswith(("https://", "http://")):
+        return f'must be a URL: host = "{DEFAULT_HOST}"'
+    return None
 
 
 def _timeout(value) -> int | None:
@@ -92,16 +99,22 @@ def register_callbacks(config, registry):
     section = config.get(SECTION)
     if section is None:
         return
+    if not isinstance(section, dict):
+        registry.report(f"{SECTION} must be a table: [default.{SECTION}]")
+        return
     if not _installed():
         registry.report(f"{SECTION} is configured but langfuse is not installed: {INSTALL_HINT}")
         return
-    missing = [key for key in KEYS if not section.get(key)]
-    for key in missing:
-        registry.report(_missing_key_problem(key))
-    if missing:
+    problems = [(key, _missing_key_problem(key)) for key in KEYS if not section.get(key)]
+    host = section.get("host") or DEFAULT_HOST
+    if _bad_host(host):
+        problems.append(("host", _bad_host(host)))
+    for key, problem in problems:
+        registry.report(f"{SECTION}.{key} {problem}")
+    if problems:
         return
     options = {
-        "host": str(section.get("host") or DEFAULT_HOST).rstrip("/"),
+        "host": host.rstrip("/"),
         "public_key": str(section["public_key"]),
         "secret_key": str(section["secret_key"]),
         "timeout": _timeout(section.get("timeout", DEFAULT_TIMEOUT)) or DEFAULT_TIMEOUT,
@@ -118,10 +131,11 @@ def validate_config(config):
     section = config.get(SECTION)
     if section is None:
         return []
+    if not isinstance(section, dict):
+        return [(SECTION, f"must be a table: [default.{SECTION}]")]
     problems = []
-    host = section.get("host", DEFAULT_HOST)
-    if not isinstance(host, str) or not host.startswith(("https://", "http://")):
-        problems.append((f"{SECTION}.host", f'must be a URL: host = "{DEFAULT_HOST}"'))
+    if _bad_host(section.get("host", DEFAULT_HOST)):
+        problems.append((f"{SECTION}.host", _bad_host(section.get("host", DEFAULT_HOST))))
     if _timeout(section.get("timeout", DEFAULT_TIMEOUT)) is None:
         problems.append((f"{SECTION}.timeout", "must be a number of seconds above 0: timeout = 5"))
     for key in KEYS:
