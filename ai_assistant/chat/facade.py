@@ -58,9 +58,14 @@ def drive(
     finished = threading.Event()
     turn.on_notice = lambda message: events.put(_Notice(message))
 
+    control: dict[str, Any] = {"task": None, "cancelled": False}  # touched on the loop only
+
     async def pump() -> None:
+        control["task"] = asyncio.current_task()
         ended: BaseException | None = None
         try:
+            if control["cancelled"]:  # (cancelled before it started)
+                raise asyncio.CancelledError
             async for event in turn.events():
                 events.put(event)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
@@ -69,7 +74,12 @@ def drive(
             events.put(_Ended(ended))
             finished.set()
 
-    future = asyncio.run_coroutine_threadsafe(pump(), loop)
+    def cancel() -> None:  # on the loop: the task if it runs, else before it does
+        control["cancelled"] = True
+        if control["task"] is not None:
+            control["task"].cancel()
+
+    asyncio.run_coroutine_threadsafe(pump(), loop)
     try:
         while True:
             item = events.get()
@@ -90,7 +100,7 @@ def drive(
             turn.interrupt_reason = (
                 USER_INTERRUPT if isinstance(exc, KeyboardInterrupt) else READER_GONE
             )
-            future.cancel()  # cancels the task, on its loop
+            loop.call_soon_threadsafe(cancel)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
                 finished.wait(CANCEL_WAIT_SECONDS)
         raise

@@ -28,7 +28,7 @@ def serve(bind_host: str | None, port: int | None, workers: int | None, insecure
     check_exposure(serve_options, insecure)
     opts = options()
     if serve_options.has_keys:
-        auth = f"{len(host.config.get('server.api_keys'))} API key(s)"
+        auth = f"{len(host.config.value('server.api_keys'))} API key(s)"
     elif is_loopback_host(serve_options.host):
         auth = "no API keys (loopback only)"
     else:  # --insecure

@@ -20,7 +20,7 @@ from .requests import Limits
 
 log = logging.getLogger("ai_assistant.server")
 
-STARTING = "the gateway is starting up"
+STARTING = "the gateway is starting up or shutting down"
 
 
 def json_response(data: Any, status: int = 200) -> Any:
