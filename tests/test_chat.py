@@ -220,3 +220,34 @@ def test_python_api_chat_object(chat_project, upstream):
     # the same lazy registry serves a non-streaming call
     assert host.get_model("good").invoke("plain").content == "upstream: plain"
     assert upstream.requests[-1]["body"].get("stream") in (None, False)
+
+
+def test_python_api_events_carry_a_models_tool_call_into_the_history(project, upstream):
+    from ai_assistant.chat import Done, Token, ToolCall
+
+    project.settings(
+        f"""
+        [default.models.openai_compatible]
+        endpoint = "{upstream.url}"
+        max_retries = 0
+        timeout = 5
+        models = [{{ model_name = "toolcall", id = "tooly" }}, {{ model_name = "ok", id = "good" }}]
+        """
+    )
+    host = load_host()
+    chat = Chat(host, "tooly", store=open_store(host))
+    events = list(chat.events("weather?"))
+    assert events[0] == ToolCall("call_weather_1", "get_weather", {"city": "Paris"})
+    assert isinstance(events[-1], Done) and not any(isinstance(e, Token) for e in events)
+    assert chat.last_reply.tool_calls == [
+        {"id": "call_weather_1", "name": "get_weather", "args": {"city": "Paris"}}
+    ]
+    chat.switch_model("good")
+    assert chat.send("and now?").text == "upstream: and now?"
+    sent = upstream.requests[-1]["body"]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    again = Chat(host, conversation_id=chat.conversation_id, store=open_store(host))
+    assert again.history[1].tool_calls == [  # as stored
+        {"id": "call_weather_1", "name": "get_weather", "args": {"city": "Paris"}}
+    ]

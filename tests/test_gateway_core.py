@@ -25,6 +25,9 @@ path = "history.db"
 [default.models.echo]
 models = [{{ id = "echo" }}]
 
+[default.callbacks.jsonl_log]
+path = "calls.jsonl"
+
 [default.models.openai_compatible]
 endpoint = "{url}"
 max_retries = 0
@@ -275,6 +278,25 @@ def test_a_tool_call_is_an_event_of_the_conversation_api_and_is_stored(gateway):
     ]
 
 
+def test_callbacks_see_each_gateway_surface_and_the_caller(gateway):
+    _client(gateway, key=BOB).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "seen on v1"}]
+    )
+    sent = _post(
+        gateway,
+        "/api/chat/message",
+        {"modelId": "echo", "messages": [{"role": "user", "content": "seen on api"}]},
+    )
+    calls = [
+        json.loads(line) for line in (gateway["root"] / "calls.jsonl").read_text().splitlines()
+    ]
+    starts = [c for c in calls if c["event"] == "start"]
+    seen = {(c["surface"], c["user"]) for c in starts}
+    assert {("openai", "bob"), ("api", "alice")} <= seen
+    (api,) = [c for c in starts if c["conversation_id"] == sent.json()["conversationId"]]
+    assert api["model_id"] == "echo" and api["surface"] == "api"
+
+
 # -- feedback ----------------------------------------------------------------------------------
 
 
@@ -363,3 +385,33 @@ def test_serve_starts_the_host_and_builds_models_before_it_is_ready(tmp_path, up
         "shutdown",
     ]
     assert "Traceback" not in log.read_text()
+
+
+def test_readiness_waits_for_the_lifespan(project):
+    """In-process: until the app's lifespan has started the host, /readyz says so."""
+    import asyncio
+
+    from ai_assistant import load_host
+    from ai_assistant.server import create_app
+
+    app = create_app(load_host())
+
+    async def readiness() -> list[tuple[int, list[str]]]:
+        transport = httpx.ASGITransport(app=app)  # (it runs no lifespan of its own)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+
+            async def ask() -> tuple[int, list[str]]:
+                response = await client.get("/readyz")
+                return response.status_code, response.json()["problems"]
+
+            seen = [await ask()]
+            async with app.router.lifespan_context(app):
+                seen.append(await ask())
+            seen.append(await ask())
+            return seen
+
+    assert asyncio.run(readiness()) == [
+        (503, ["the gateway is starting up or shutting down"]),
+        (200, []),
+        (503, ["the gateway is starting up or shutting down"]),
+    ]
