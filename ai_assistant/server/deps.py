@@ -106,9 +106,9 @@ async def gateway(request: Request) -> Gateway:
 State = Annotated[Gateway, Depends(gateway)]
 
 
-async def caller(request: Request, state: State) -> str | None:
+async def caller(request: Request) -> str | None:
     """The calling API key's name (401 without a valid key; ``None`` when no keys are set)."""
-    return state.identity(request)
+    return request.app.state.gateway.identity(request)
 
 
 async def limits(state: State) -> Limits:
