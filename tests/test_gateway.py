@@ -46,7 +46,6 @@ models = [
   {{ model_name = "e503", id = "unavailable" }},
   {{ model_name = "e401", id = "locked" }},
   {{ model_name = "slow-3", id = "stalled", timeout = 0.5 }},
-  {{ model_name = "slow-4", id = "sluggish" }},
   {{ model_name = "drop", id = "flaky" }},
   {{ model_name = "gated", id = "gated" }},
   {{ model_name = "held", id = "held" }},
@@ -59,7 +58,7 @@ limited = ["good"]
 max_body_bytes = 20000
 max_messages = 5
 max_prompt_chars = 2000
-request_timeout = 2
+request_timeout = 60  # never reached by a busy machine: the timeout is tested in-process
 """
 
 
@@ -346,7 +345,6 @@ def test_bad_requests_get_a_4xx_in_openai_shape(gateway, body, status, fragment)
         ("unavailable", 502, "upstream_error"),
         ("locked", 502, "upstream_error"),
         ("stalled", 504, "timeout_error"),
-        ("sluggish", 504, "timeout_error"),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
@@ -360,8 +358,6 @@ def test_upstream_failures_map_to_status_codes(gateway, model, status, kind, str
     error = response.json()["error"]
     assert error["type"] == kind
     assert SECRET_KEY not in response.text
-    if model == "sluggish":
-        assert "server.limits.request_timeout (2 s)" in error["message"]
 
 
 def test_fallback_answers_and_says_which_model(gateway):
@@ -595,3 +591,22 @@ def test_several_workers_serve_the_same_store(project):
         == 6
     )
     assert "2 worker(s)" in log.read_text()
+
+
+def test_several_workers_really_answer(project):
+    # each request on a fresh connection is accepted by whichever worker wins it: within a
+    # bounded number of tries both must have answered (one worker answers all if --workers is
+    # ignored)
+    proc, base, _log = _start(project.root, "--workers", "2")
+    pids: set[int] = set()
+    try:
+        for _ in range(400):
+            with httpx.Client(timeout=10) as client:  # a new connection each time
+                body = client.get(f"{base}/readyz").json()
+            pids.add(body["pid"])
+            if len(pids) == 2:
+                break
+    finally:
+        _stop(proc)
+    assert len(pids) == 2
+    assert proc.pid not in pids  # the workers, not the supervising process

@@ -498,15 +498,23 @@ def test_leaving_before_the_first_token_cancels_upstream_and_stores_interrupted(
     assert reply["content"] == ""
 
 
-def test_a_timed_out_reply_is_stored_with_its_reason(project, upstream, gateway):
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_timed_out_reply_is_stored_with_its_reason(project, upstream, gateway, stream):
+    # the upstream waits on an event the test holds, so the gateway's own timeout is what ends
+    # the request, whatever the machine's load
     gw = gateway("\n[default.server.limits]\nrequest_timeout = 0.2\n")
     try:
         response = gw.request(
-            "POST", "/v1/chat/completions", {"model": "held", "messages": [_user("t", 3)]}
+            "POST",
+            "/v1/chat/completions",
+            {"model": "held", "stream": stream, "messages": [_user("t", 3)]},
         )
     finally:
         upstream.hold.set()
     assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["type"] == "timeout_error"
+    assert "server.limits.request_timeout (0.2 s)" in error["message"]
     (reply,) = _replies(project)
     assert reply["status"] == "failed"
     assert reply["error"] == "no complete reply within server.limits.request_timeout (0.2 s)"

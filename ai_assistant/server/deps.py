@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -93,6 +94,7 @@ class Gateway:
             "models": len(self.host.registry),
             "failed_plugins": failed,
             "problems": problems,
+            "pid": os.getpid(),  # which worker answered (--workers N)
         }
         return (200 if not problems else 503), body
 

@@ -140,6 +140,7 @@ READY = {
         "models": {"type": "integer", "description": "only for a caller with a valid key"},
         "failed_plugins": {"type": "array", "items": {"type": "string"}},
         "problems": {"type": "array", "items": {"type": "string"}},
+        "pid": {"type": "integer", "description": "the worker process that answered"},
     },
 }
 
