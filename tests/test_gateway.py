@@ -282,7 +282,7 @@ def test_health_and_readiness_need_no_key_and_tell_strangers_only_the_status(gat
 def test_readiness_details_need_a_valid_key(gateway):
     ready = httpx.get(gateway["url"] + "/readyz", headers={"Authorization": f"Bearer {BOB}"})
     assert ready.status_code == 200
-    assert ready.json()["status"] == "ready" and ready.json()["models"] == 12
+    assert ready.json()["status"] == "ready" and ready.json()["models"] == 11
     assert ready.json()["failed_plugins"] == []
 
 
