@@ -10,7 +10,7 @@ from typing import Any
 from .config import Config, load_config
 from .errors import PluginError
 from .plugins import Plugins
-from .registry import CallbackRegistry, ModelRegistry
+from .registry import CallbackRegistry, ModelRegistry, ToolRegistry
 
 
 class Host:
@@ -23,11 +23,13 @@ class Host:
         registry: ModelRegistry,
         strict: bool = False,
         callbacks: CallbackRegistry | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
         self.registry = registry  # the chat models
         self.callbacks = callbacks if callbacks is not None else CallbackRegistry(config.mask)
+        self.tools = tools if tools is not None else ToolRegistry(config.mask)
         self.strict = strict
 
         self.started = False
@@ -56,6 +58,7 @@ class Host:
             if info.status == "failed":
                 self.registry.remove_plugin(info.name)
                 self.callbacks.remove_plugin(info.name)
+                self.tools.remove_plugin(info.name)
         if build_models:
             import asyncio
 
@@ -144,5 +147,7 @@ def load_host(
     plugins.register("register_models", registry)
     callbacks = CallbackRegistry(mask=config.mask)
     plugins.register("register_callbacks", callbacks)
+    tools = ToolRegistry(mask=config.mask)
+    plugins.register("register_tools", tools)
     strict = config.strict if strict is None else strict
-    return Host(config, plugins, registry, strict=strict, callbacks=callbacks)
+    return Host(config, plugins, registry, strict=strict, callbacks=callbacks, tools=tools)

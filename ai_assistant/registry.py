@@ -1,5 +1,5 @@
-"""Registries of what plugins contribute, by kind (models now; tools, embeddings, ingestors and
-callbacks use the same mechanism), each item attributed to the plugin that registered it.
+"""Registries of what plugins contribute, by kind (models, tools, callbacks; embeddings and
+ingestors will use the same mechanism), each item attributed to the plugin that registered it.
 
 An item holds a factory, not a client: nothing is built (and no provider SDK imported) until
 first use, so listing thousands of models stays cheap.
@@ -7,6 +7,7 @@ first use, so listing thousands of models stays cheap.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,10 @@ from .masking import mask_tree
 
 READY = "ready"
 MISSING_SECRET = "missing secret"
+
+# OpenAI's rule for a function name, which every provider that calls tools accepts
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+TOOL_NAME_RULE = "1 to 64 characters, each a letter, digit, '_' or '-'"
 
 
 class Contribution:
@@ -108,6 +113,24 @@ class Callback(Contribution):
         return self._factory(metadata)
 
 
+class Tool(Contribution):
+    """One registered tool; ``get()`` gives the LangChain ``BaseTool`` (a plain function is
+    turned into one on first use). ``info`` holds its ``description`` and, if given, its
+    ``timeout`` in seconds."""
+
+    kind = "tool"
+    __slots__ = ()
+
+    @property
+    def description(self) -> str:
+        return str(self.info.get("description") or "")
+
+    @property
+    def timeout(self) -> float | None:
+        timeout = self.info.get("timeout")
+        return float(timeout) if timeout is not None else None
+
+
 class Registry:
     """Every registered item of one kind, by id. Plugins see it through a ``PluginRegistry``."""
 
@@ -182,6 +205,27 @@ class ModelRegistry(Registry):
 
     def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
         super().__init__("model", Model, mask, UnknownModelError)
+
+
+class ToolRegistry(Registry):
+    """The tools chats may offer, by name (plugins' tools and MCP servers' tools alike)."""
+
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__("tool", Tool, mask, view_class=PluginToolRegistry)
+
+    def suggest(self, item_id: str) -> str:
+        close = close_matches(item_id, self.ids(), n=3)
+        if close:
+            return "did you mean " + ", ".join(repr(c) for c in close) + "?"
+        return "run `ai-assistant tools list` to see the registered tools"
+
+    def matching(self, patterns: Iterable[str]) -> list[Tool]:
+        """The tools whose names match any of ``patterns`` (shell-style: ``files_*``, ``*``),
+        in registration order."""
+        import fnmatch
+
+        patterns = [p for p in patterns if p]
+        return [t for t in self if any(fnmatch.fnmatchcase(t.id, p) for p in patterns)]
 
 
 class CallbackRegistry(Registry):
@@ -302,3 +346,52 @@ class PluginCallbackRegistry(PluginRegistry):
         if factory is not None and not callable(factory):
             raise ValueError(f"registry.register({id!r}): factory must be a callable")
         return self._add(id, factory, handler, (), info)
+
+
+def _describe_function(function: Callable[..., Any]) -> str:
+    doc = (getattr(function, "__doc__", None) or "").strip()
+    return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+
+
+class PluginToolRegistry(PluginRegistry):
+    """The tool registry as one plugin sees it."""
+
+    def register(  # type: ignore[override]
+        self,
+        tool: Any,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        **info: Any,
+    ) -> Contribution | None:
+        """Register a LangChain ``BaseTool``, or a plain typed function (turned into one with
+        LangChain's ``tool`` on first use); see ``hookspecs.register_tools``. A name that does
+        not fit the rule, or is taken, is reported against this plugin (nothing raised)."""
+        is_base_tool = hasattr(tool, "ainvoke") and hasattr(tool, "args_schema")
+        if not is_base_tool and not callable(tool):
+            raise ValueError(
+                f"registry.register(): a tool is a LangChain BaseTool or a function, not {tool!r}"
+            )
+        name = name or getattr(tool, "name", None) or getattr(tool, "__name__", None)
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            self.report(f"tool name {name!r} is refused: a tool name is {TOOL_NAME_RULE}")
+            return None
+        if description is None:
+            description = (
+                str(getattr(tool, "description", "") or "")
+                if is_base_tool
+                else _describe_function(tool)
+            )
+        info = {"description": description, **info}
+        if timeout is not None:
+            info["timeout"] = timeout
+        if is_base_tool:
+            return self._add(name, None, tool, (), info)
+
+        def build() -> Any:
+            from langchain_core.tools import tool as make_tool
+
+            return make_tool(name, description=description or name)(tool)  # type: ignore[arg-type]
+
+        return self._add(name, build, None, (), info)

@@ -73,13 +73,34 @@ KEYS: dict[str, Key] = {
             'a table of model id = [fallback ids], like { "a" = ["b"] }',
             {},
         ),
+        Key("chat.tools", (list, str), 'a list of tool name patterns, like ["files_*"]', []),
+        Key("chat.max_tool_steps", (int,), "a number of tool steps per reply", 8, 1),
+        Key("tools", (Mapping,), "a table [default.tools]", {}),
+        Key(
+            "tools.require_approval",
+            (list, str),
+            'a list of tool name patterns, like ["files_write*"]',
+            [],
+        ),
+        Key("tools.timeout", (int, float), "a number of seconds", 60, 0.001),
+        Key("tools.timeouts", (Mapping,), "a table of tool name = seconds", {}),
+        Key("tools.max_result_chars", (int,), "a number of characters", 20_000, 1),
+        Key("mcp", (Mapping,), "a table [default.mcp]", {}),
+        Key("mcp.servers", (Mapping,), "a table of servers, like [default.mcp.servers.files]", {}),
         Key("prompt", (Mapping,), "a table [default.prompt]", {}),
         Key("prompt.system", (str,), "a string"),
         Key("prompt.prefix", (str,), "a string", ""),
         Key("prompt.suffix", (str,), "a string", ""),
         Key("callbacks", (Mapping,), "a table of callback plugin sections", {}),
         Key("storage", (Mapping,), "a table [default.storage]", {}),
-        Key("storage.path", (str,), 'a file path, like "history.db"'),
+        Key("storage.path", (str,), 'a file path, like "history.db" (older: use storage.url)'),
+        Key(
+            "storage.url",
+            (str,),
+            'a file path or URL, like "history.db" or "postgresql://user@host/db"',
+        ),
+        Key("storage.pool_size", (int,), "a number of connections, like 10", 10, 1),
+        Key("storage.busy_timeout", (int, float), "a number of seconds", 5.0, 0.001),
         Key("server", (Mapping,), "a table [default.server]", {}),
         Key("server.host", (str,), 'an address, like "127.0.0.1"', "127.0.0.1"),
         Key("server.port", (int,), "a port number, like 8080", 8080, 1, 65535),
@@ -87,6 +108,7 @@ KEYS: dict[str, Key] = {
         Key("server.access_log", (bool,), "true or false", True),
         Key("server.store_completions", (bool,), "true or false", True),
         Key("server.api_keys", (Mapping,), 'a table of name = "key", in .secrets.toml', {}),
+        Key("server.tools", (Mapping,), 'a table of API key name = ["tool patterns"]', {}),
         Key("server.limits", (Mapping,), "a table [default.server.limits]", {}),
         Key("server.limits.max_body_bytes", (int,), "a number of bytes", 1024 * 1024, 1),
         Key("server.limits.max_messages", (int,), "a number of messages", 256, 1),
@@ -96,7 +118,15 @@ KEYS: dict[str, Key] = {
 }
 
 # Tables whose keys are the user's own names (plugins, model ids, key names): any key goes.
-OPEN_TABLES = {"models", "callbacks", "chat.fallbacks", "server.api_keys"}
+OPEN_TABLES = {
+    "models",
+    "callbacks",
+    "chat.fallbacks",
+    "server.api_keys",
+    "server.tools",
+    "tools.timeouts",
+    "mcp.servers",
+}
 
 
 def unknown_keys(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, list[str]]]:

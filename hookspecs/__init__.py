@@ -76,6 +76,33 @@ def register_models(config: Any, registry: PluginRegistry) -> None:
 
 
 @hookspec
+def register_tools(config: Any, registry: PluginRegistry) -> None:
+    """Register tools that chats may offer to models.
+
+    Called once per plugin when the host starts, like ``register_models``. Call
+    ``registry.register(tool, *, name=None, description=None, timeout=None)`` once per tool:
+
+    - ``tool``: a LangChain ``BaseTool`` (``@tool``-decorated, a ``StructuredTool``, your own
+      subclass), or a plain function with type hints and a docstring, which LangChain's
+      ``tool`` turns into one on first use (so registering it imports nothing). A function may
+      be ``async def``; a plain one runs in a thread, so it may block.
+    - ``name``: defaults to the tool's own name (a function's ``__name__``). It must match
+      ``^[a-zA-Z0-9_-]{1,64}$`` (OpenAI's rule: no dots or spaces); another name is refused and
+      reported against this plugin. A name another plugin (or an MCP server, ``mcp:<server>``)
+      already registered is refused too, naming both; your other tools still register.
+    - ``description``: what the model is told the tool does (default: the tool's description,
+      or the first paragraph of the function's docstring).
+    - ``timeout``: seconds one call may take (default ``tools.timeout``; ``tools.timeouts``
+      in settings overrides both). A call that times out or raises is not an error for the
+      chat: the model gets a result saying what went wrong.
+
+    A chat offers only the tools its settings or flags name (``chat.tools``, ``-T``), and asks
+    before running those matching ``tools.require_approval``. Import heavy libraries inside
+    the tool, never at the top of the plugin file. Return value: ignored.
+    """
+
+
+@hookspec
 def register_callbacks(config: Any, registry: PluginRegistry) -> None:
     """Register LangChain callback handlers that see every model call, on every surface.
 

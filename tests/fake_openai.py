@@ -13,6 +13,13 @@ The requested model name picks the behaviour, so one server serves every case:
   that hangs up meanwhile sets ``server.hung_up`` (and counts in ``aborted``)
 - ``toolcall``: asks for the tool ``get_weather`` with ``{"city": "Paris"}`` (``TOOL_CALL``);
   streaming, the arguments come in pieces, as OpenAI sends them
+- ``use-<names>``: a tool-using model. Until the conversation's last message is a tool result,
+  it asks for each tool in ``<names>`` (``+``-separated, so ``use-a+b`` asks for two at once),
+  with the last user message as arguments when that is a JSON object, else ``{"text": ...}``;
+  then it answers ``upstream: tools said: <each result since the last user message, joined
+  by " | ">``.
+  ``always-<names>`` asks every time (for the step limit). Only tools the request offered
+  (its ``tools``) are asked for; with none offered it answers as ``use-`` would at the end.
 """
 
 from __future__ import annotations
@@ -75,7 +82,12 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "toolcall":
             self._tool_call(model, bool(body.get("stream")))
             return
-        last_user = next(
+        said = None
+        if model.startswith(("use-", "always-")):
+            said = self._use_tools(model, body)
+            if said is True:
+                return
+        last_user = said or next(
             (
                 m.get("content")
                 for m in reversed(body.get("messages", []))
@@ -117,10 +129,46 @@ class _Handler(BaseHTTPRequestHandler):
             model, tokens, usage, bool((body.get("stream_options") or {}).get("include_usage"))
         )
 
-    def _tool_call(self, model: str, stream: bool) -> None:
+    def _use_tools(self, model: str, body: dict[str, Any]) -> bool | str | None:
+        """The ``use-``/``always-`` models: True when it asked for tools, else the text to
+        answer to (None: the last user message)."""
+        messages = body.get("messages", [])
+        offered = {t["function"]["name"] for t in body.get("tools") or ()}
+        kind, _, names = model.partition("-")
+        wanted = [n for n in names.split("+") if n in offered]
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
+        done = bool(messages) and messages[-1].get("role") == "tool"
+        if wanted and (kind == "always" or not done):
+            text = messages[last_user].get("content") if last_user >= 0 else ""
+            try:
+                args = json.loads(text)
+            except (TypeError, ValueError):
+                args = None
+            if not isinstance(args, dict):
+                args = {"text": text}
+            step = len([m for m in messages[last_user + 1 :] if m.get("role") == "assistant"])
+            calls = [
+                {
+                    "id": f"call_{name}_{step}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
+                for i, name in enumerate(wanted)
+            ]
+            self._tool_call(model, bool(body.get("stream")), calls)
+            return True
+        if not results:
+            return None
+        return "tools said: " + " | ".join(str(m.get("content")) for m in results)
+
+    def _tool_call(
+        self, model: str, stream: bool, calls: list[dict[str, Any]] | None = None
+    ) -> None:
+        calls = calls or [TOOL_CALL]
         usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
         if not stream:
-            message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
             self._json(
                 200,
                 {
@@ -138,12 +186,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._event(model, {"role": "assistant", "content": None})
-        name = TOOL_CALL["function"]["name"]
-        first = {"index": 0, "id": TOOL_CALL["id"], "type": "function"}
-        self._event(model, {"tool_calls": [{**first, "function": {"name": name, "arguments": ""}}]})
-        arguments = TOOL_CALL["function"]["arguments"]
-        for piece in (arguments[:8], arguments[8:]):
-            self._event(model, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        for index, call in enumerate(calls):
+            name = call["function"]["name"]
+            first = {"index": index, "id": call["id"], "type": "function"}
+            function = {"name": name, "arguments": ""}
+            self._event(model, {"tool_calls": [{**first, "function": function}]})
+            arguments = call["function"]["arguments"]
+            for piece in (arguments[:8], arguments[8:]):
+                delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                self._event(model, delta)
         self._event(model, {}, finish="tool_calls")
         self._chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")

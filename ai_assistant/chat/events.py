@@ -28,11 +28,13 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """A tool's answer to the call ``tool_call_id``."""
+    """A tool's answer to the call ``tool_call_id`` (``error``: the tool failed, timed out, or
+    was refused; ``content`` says why, and that is what the model reads)."""
 
     tool_call_id: str
     name: str
     content: str
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import AiAssistantError
 from ..host import Host
 from ..loop import background_loop
 from ..store import Store
-from .events import Error, Event, Token
+from .events import Error, Event, Token, ToolCall
 from .failures import ChatError
 from .prompt import Message, assemble
 from .reply import Reply
@@ -36,6 +36,19 @@ class _Notice:
         self.message = message
 
 
+class _Ask:
+    __slots__ = ("call", "future")
+
+    def __init__(self, call: Any, future: asyncio.Future[bool]) -> None:
+        self.call = call
+        self.future = future
+
+
+def _settle(future: asyncio.Future[bool], answer: bool) -> None:
+    if not future.done():
+        future.set_result(answer)
+
+
 class _Ended:
     __slots__ = ("exc",)
 
@@ -48,15 +61,25 @@ def drive(
     loop: asyncio.AbstractEventLoop,
     on_notice: Callable[[str], None],
     text_only: bool = False,
+    on_approve: Callable[[Any], bool] | None = None,
 ) -> Iterator[Any]:
     """``turn``'s events (or, ``text_only``, the text of its tokens), from ``loop``, in this
-    thread; notices are handed to ``on_notice`` here, in order; an ``Error`` is raised.
+    thread; notices are handed to ``on_notice`` here, in order; an ``Error`` is raised. A tool
+    that needs approval is put to ``on_approve(call)`` here too (refused without it).
 
     Whatever interrupts the reader here (Ctrl-C at a yield, thrown in with ``yield from``)
     cancels the turn, which records why before this returns."""
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     finished = threading.Event()
     turn.on_notice = lambda message: events.put(_Notice(message))
+    if on_approve is not None:
+
+        async def approve(call: Any) -> bool:
+            future = asyncio.get_running_loop().create_future()
+            events.put(_Ask(call, future))
+            return await future
+
+        turn.approve = approve
 
     control: dict[str, Any] = {"task": None, "cancelled": False}  # touched on the loop only
 
@@ -85,6 +108,13 @@ def drive(
             item = events.get()
             if isinstance(item, _Notice):
                 on_notice(item.message)
+            elif isinstance(item, _Ask):
+                assert on_approve is not None
+                allowed = False
+                try:
+                    allowed = bool(on_approve(item.call))
+                finally:
+                    loop.call_soon_threadsafe(_settle, item.future, allowed)
             elif isinstance(item, _Ended):
                 if item.exc is not None and not isinstance(item.exc, asyncio.CancelledError):
                     raise item.exc
@@ -124,8 +154,14 @@ class Chat:
         system: str | None = None,
         on_notice: Callable[[str], None] | None = None,
         surface: str = "python",
+        tools: Sequence[str] | None = None,
+        approve: Callable[[ToolCall], bool] | None = None,
     ) -> None:
         self.host = host
+        # tool name patterns this chat offers (None: chat.tools); approve(call) answers for a
+        # tool matching tools.require_approval (without it, such a tool is refused)
+        self.tool_patterns = list(tools) if tools is not None else None
+        self.approve = approve
         self.surface = surface  # for callbacks: "cli" or "python"
         self.settings = chat_settings(host)
         self.store = store
@@ -177,6 +213,19 @@ class Chat:
         """The reply's text as it arrives; see ``events``."""
         yield from self._turn(user_text, text_only=True)
 
+    def offered_tools(self) -> list[Any]:
+        """The registered tools this chat offers its model."""
+        patterns = self.tool_patterns
+        if patterns is None:
+            from ..config import name_list
+
+            patterns = name_list(self.host.config.value("chat.tools"))
+        if not patterns or not len(self.host.tools):
+            return []
+        from ..tools import offered
+
+        return offered(self.host, patterns)
+
     def _turn(self, user_text: str, text_only: bool) -> Iterator[Any]:
         turn = Turn(
             self.host,
@@ -188,14 +237,18 @@ class Chat:
             conversation_id=self.conversation_id,
             surface=self.surface,
             user=_os_user(),
+            tools=self.offered_tools(),
         )
         reply = self.last_reply = turn.reply
         try:
             # (yield from: a KeyboardInterrupt thrown in at a yield reaches the driver)
-            yield from drive(turn, background_loop(), self.on_notice, text_only)
+            yield from drive(
+                turn, background_loop(), self.on_notice, text_only, on_approve=self.approve
+            )
         finally:
             self.conversation_id = turn.conversation_id
             self.history.append(Message("user", user_text))
+            self.history.extend(reply.steps)
             if reply.text or reply.tool_calls:
                 self.history.append(Message("assistant", reply.text, list(reply.tool_calls)))
 

@@ -13,7 +13,9 @@ class Reply:
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         self.parts: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []  # {"id", "name", "args"}, as LangChain has them
+        # {"id", "name", "args"}, as LangChain has them: the calls this text ends with that were
+        # not run here (the client runs them); calls the turn ran are in ``steps``
+        self.tool_calls: list[dict[str, Any]] = []
         self.status = STREAMING
         self.error: str | None = None
         self.failures: list[tuple[str, str]] = []  # (model id, why) for models that fell through
@@ -22,6 +24,9 @@ class Reply:
         self.first_token_ms: int | None = None
         self.latency_ms: int | None = None
         self.message_id: int | None = None
+        # the tool steps before this text: each assistant message that called tools, then the
+        # tools' results (role "tool"), in order; empty when no tool ran
+        self.steps: list[Any] = []
 
     @property
     def text(self) -> str:

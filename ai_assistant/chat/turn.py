@@ -1,7 +1,10 @@
 """The one turn every surface drives: which model answers, what is sent, what happens when a
 provider fails, what is recorded, and what callbacks see. It prints nothing itself.
 
-A reply streams as typed events (``chat.events``). A model that fails before its first token
+A reply streams as typed events (``chat.events``). With tools offered, the model's tool calls
+are run (concurrently when it asks for several; a failure is the tool's result, never the
+turn's) and their results fed back until it answers, at most ``chat.max_tool_steps`` times; each
+step is recorded in the history as it ends. A model that fails before its first token
 with a connection error, a timeout, HTTP 429 or 5xx hands over to the next model in its
 ``chat.fallbacks`` list; an authentication failure (401/403) never falls back. A failure after
 tokens arrived keeps them.
@@ -12,18 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelUnavailableError, UnknownModelError
 from ..host import Host
-from ..store import COMPLETE, FAILED, INTERRUPTED, Store
-from .events import Done, Error, Event, Fallback, Token, ToolCall, Usage
+from ..store import COMPLETE, FAILED, INTERRUPTED, STREAMING, Store
+from .events import Done, Error, Event, Fallback, Token, ToolCall, ToolResult, Usage
 from .failures import ChatError, Failure, classify, key_hint
-from .prompt import Message, assemble
+from .prompt import Message, assemble, to_langchain
 from .recording import Recorder
 from .reply import Reply
 from .settings import chat_settings, resolve_model_id
+
+if TYPE_CHECKING:
+    from ..registry import Tool
 
 FLUSH_SECONDS = 0.5  # how often a streaming reply's text is saved, so a kill loses little
 
@@ -47,6 +53,11 @@ class Turn:
     nobody reads the tokens as they come). ``timeout`` bounds the whole reply, fallbacks
     included. A driver that cancels the turn may first set ``interrupt_reason``, which is what
     the history says about the partial reply.
+
+    ``tools`` are the registered tools this turn offers and runs; ``client_tools`` are
+    OpenAI tool definitions the model is offered but the caller runs (the gateway's
+    pass-through: their calls end the reply). ``approve(call)`` is awaited before a tool that
+    matches ``tools.require_approval`` runs; without it such a tool is refused.
     """
 
     def __init__(
@@ -68,8 +79,16 @@ class Turn:
         max_prompt_chars: int | None = None,
         timeout: float | None = None,
         on_notice: Callable[[str], None] | None = None,
+        tools: Sequence[Tool] = (),
+        client_tools: Sequence[dict[str, Any]] = (),
+        approve: Callable[[ToolCall], Awaitable[bool]] | None = None,
     ) -> None:
         self.host = host
+        self.tools = {tool.id: tool for tool in tools}
+        self.client_tools = list(client_tools)
+        self.approve = approve
+        self._bindable: list[Any] | None = None  # the tools as bind_tools takes them
+        self._raw_calls: list[dict[str, Any]] = []  # this answer's tool calls, unmasked
         settings = chat_settings(host)
         self.model_id = resolve_model_id(host, model_id)
         new = [Message.of(m) for m in messages]
@@ -136,8 +155,108 @@ class Turn:
         yield Done(reply)
 
     async def _answers(self) -> AsyncIterator[Event]:
+        """The model's answers and the tools' results, until it answers without asking for a
+        tool (or asks more often than ``chat.max_tool_steps`` allows)."""
+        steps = 0
+        while True:
+            async with contextlib.aclosing(self._answer()) as answer:
+                async for event in answer:
+                    yield event
+            calls = self._raw_calls
+            if not self.tools or not calls:
+                return
+            from ..tools import tool_settings
+
+            limit = tool_settings(self.host).max_steps
+            if steps >= limit:
+                self.reply.tool_calls = []  # not run: the history must not hold them unanswered
+                text = (
+                    f"[stopped: the model asked for tools again after {limit} tool steps, "
+                    "the limit chat.max_tool_steps sets]"
+                )
+                if self.reply.parts:
+                    text = "\n\n" + text
+                self.reply.parts.append(text)
+                self.on_notice(f"tool calls stopped at chat.max_tool_steps ({limit})")
+                yield Token(text)
+                return
+            steps += 1
+            async with contextlib.aclosing(self._run_calls(calls)) as results:
+                async for event in results:
+                    yield event
+
+    async def _run_calls(self, calls: list[dict[str, Any]]) -> AsyncIterator[Event]:
+        """Run one step's tool calls concurrently; record the step and its results, and add
+        them to the prompt for the next answer."""
+        reply = self.reply
+        outcomes = await self._wait(asyncio.gather(*(self._run_call(c) for c in calls)))
+        results = [
+            Message("tool", text, tool_call_id=call.get("id") or "")
+            for call, (text, _ok) in zip(calls, outcomes, strict=True)
+        ]
+        for call, result, (_text, ok) in zip(calls, results, outcomes, strict=True):
+            yield ToolResult(call.get("id") or "", call["name"], result.content, error=not ok)
+        asked = Message("assistant", reply.text, list(reply.tool_calls))
+        self.prompt.messages.extend(to_langchain([asked, *results]))
+        reply.steps.extend([asked, *results])
+        # this step's assistant message is complete; the results and a new reply follow it
+        reply.status, reply.latency_ms = COMPLETE, _ms_since(self.started)
+        self.recorder.finish(reply)
+        reply.parts, reply.tool_calls, reply.status = [], [], STREAMING
+        self.recorder.start(reply.model_id, list(results), reply)
+
+    async def _run_call(self, call: dict[str, Any]) -> tuple[str, bool]:
+        """One tool call's result text, and whether the tool ran without failing."""
+        from ..tools import run_tool, tool_settings
+
+        name = call["name"]
+        tool = self.tools.get(name)
+        if tool is None:
+            offered = ", ".join(self.tools) or "none"
+            return f"error: no tool named {name!r} is offered here (offered: {offered})", False
+        if tool_settings(self.host).needs_approval(name):
+            event = ToolCall(call.get("id"), name, call.get("args") or {})
+            allowed = False
+            if self.approve is not None:
+                allowed = await self.approve(event)
+            if not allowed:
+                self.on_notice(f"tool {name!r} was not run: it needs approval")
+                return (
+                    f"not run: the tool {name!r} needs the user's approval, which was not "
+                    "given. Do not call it again in this reply.",
+                    False,
+                )
+        return await run_tool(self.host, tool, call.get("args") or {})
+
+    def _bind(self, chat_model: Any) -> Any:
+        """``chat_model`` offered this turn's tools (``bind_tools``), if there are any."""
+        if not self.tools and not self.client_tools:
+            return chat_model
+        if self._bindable is None:
+            bindable: list[Any] = []
+            for tool in list(self.tools.values()):
+                try:
+                    bindable.append(tool.get())
+                except Exception as exc:  # noqa: BLE001 - a tool that cannot be built is left out
+                    del self.tools[tool.id]
+                    self.on_notice(f"tool {tool.id!r} is not offered: {exc}")
+            self._bindable = bindable + self.client_tools
+        if not self._bindable:
+            return chat_model
+        try:
+            return chat_model.bind_tools(self._bindable)
+        except NotImplementedError:
+            raise ChatError(
+                f"model {self.reply.model_id!r} cannot call tools",
+                hint="pick a model that can, or chat without tools (--no-tools)",
+                reply=self.reply,
+            ) from None
+
+    async def _answer(self) -> AsyncIterator[Event]:
         """Each candidate in turn until one answers; ``ChatError`` when none can."""
+        self._raw_calls = []
         for index, chat_model in self._models():
+            chat_model = self._bind(chat_model)
             try:
                 async with contextlib.aclosing(self._call(index, chat_model)) as answer:
                     async for event in answer:
@@ -252,7 +371,11 @@ class Turn:
 
     def _tool_calls(self, calls: Any) -> Iterator[ToolCall]:
         for call in calls:
-            entry = {"id": call.get("id"), "name": call["name"], "args": call.get("args") or {}}
+            args = call.get("args") or {}
+            # (what is shown and stored is masked; the tool gets the arguments as sent)
+            entry = {"id": call.get("id"), "name": call["name"], "args": args}
+            self._raw_calls.append(entry)
+            entry = {**entry, "args": self.host.config.mask(args)}
             self.reply.tool_calls.append(entry)
             if self.reply.first_token_ms is None:
                 self.reply.first_token_ms = _ms_since(self.started)

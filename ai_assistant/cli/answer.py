@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..chat import Chat
+from ..chat import Chat, Token, ToolCall, ToolResult
 from .context import PROCESS_START
 from .render import ReplyView, is_terminal
 
@@ -40,6 +40,35 @@ def _show_prompt(session: Chat, text: str) -> None:
         click.echo(f"[{message.type}] {message.content}", err=True)
 
 
+_SHORT = 120  # a tool line's length without -v
+
+
+def _short(text: str, full: bool) -> str:
+    text = text if full else " ".join(text.split())
+    return text if full or len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+
+
+def tool_line(event: ToolCall | ToolResult, full: bool = False) -> str:
+    """A tool call or result as one ``tool:`` line for stderr (whole with ``-v``)."""
+    import json
+
+    if isinstance(event, ToolCall):
+        args = json.dumps(event.args, ensure_ascii=False)
+        return f"tool: {event.name}({_short(args, full)})"
+    mark = "failed" if event.error else "->"
+    return f"tool: {event.name} {mark} {_short(event.content, full)}"
+
+
+def ask_approval(call: ToolCall) -> bool:
+    """y/n on the terminal for a tool that needs approval (the spinner paused meanwhile)."""
+    import json
+
+    if _VIEW is not None:
+        _VIEW._stop_spinner()  # (it would draw over the question)
+    args = json.dumps(call.args, ensure_ascii=False)
+    return click.confirm(f"run tool {call.name}({_short(args, False)})?", default=False, err=True)
+
+
 def answer(
     session: Chat,
     text: str,
@@ -48,7 +77,8 @@ def answer(
     render: bool = False,
 ) -> None:
     """Stream one reply to stdout, each piece as it arrives (drawn as Markdown if ``render``),
-    with a spinner on stderr until the first one when stderr is a terminal."""
+    with a spinner on stderr until the first one when stderr is a terminal. Tool calls and
+    results are ``tool:`` lines on stderr, shortened unless ``timing`` (``-v``)."""
     global _VIEW
     if show_prompt:
         _show_prompt(session, text)
@@ -58,12 +88,17 @@ def answer(
     view = _VIEW = ReplyView(label, render=render, echo_err=_echo_err)
     try:
         view.start()
-        stream = session.stream(text)
+        stream = session.events(text)
         try:
-            for token in stream:
+            for event in stream:
+                if isinstance(event, (ToolCall, ToolResult)):
+                    view.notice(tool_line(event, full=timing))
+                    continue
+                if not isinstance(event, Token):
+                    continue
                 if first is None:
                     first = time.perf_counter()
-                view.write(token)
+                view.write(event.text)
         except KeyboardInterrupt:
             # Ctrl-C may land while the stream waits at a yield: hand it in, so the reply is
             # recorded as interrupted by the user rather than abandoned.

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..chat import Chat, open_store
-from .answer import answer, notice, render_wanted
+from .answer import answer, ask_approval, notice, render_wanted
 from .context import get_host, global_options, options
 
 
@@ -31,8 +31,34 @@ def _terminate(signum, frame):  # noqa: ANN001, ARG001
     is_flag=True,
     help="Print the reply's Markdown as is (always so when stdout is not a terminal).",
 )
+@click.option(
+    "-T",
+    "--tool",
+    "tool_patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Offer the tools matching PATTERN (like files_*), besides chat.tools. Repeatable.",
+)
+@click.option("--no-tools", is_flag=True, help="Offer no tools (not even chat.tools).")
+@click.option(
+    "--approve",
+    is_flag=True,
+    help="Run tools that need approval (tools.require_approval) without asking.",
+)
 @global_options
-def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_render) -> None:  # noqa: ANN001
+def chat(  # noqa: PLR0913
+    prompt,  # noqa: ANN001
+    model_id,  # noqa: ANN001
+    system,  # noqa: ANN001
+    continue_,  # noqa: ANN001
+    cid,  # noqa: ANN001
+    no_log,  # noqa: ANN001
+    show_prompt,  # noqa: ANN001
+    no_render,  # noqa: ANN001
+    tool_patterns=(),  # noqa: ANN001
+    no_tools=False,  # noqa: ANN001
+    approve=False,  # noqa: ANN001
+) -> None:
     """Ask a model; with no PROMPT on a terminal, start an interactive session.
 
     The prompt may also come from stdin: `echo hi | ai-assistant chat -m echo`. Without -m the
@@ -47,6 +73,17 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_rende
         conversation = store.latest_conversation()
         if conversation is None:
             notice("no earlier conversation: starting a new one")
+    if no_tools and tool_patterns:
+        raise click.UsageError("--no-tools and -T/--tool contradict each other")
+    tools = None  # chat.tools
+    if no_tools:
+        tools = []
+    elif tool_patterns:
+        from ..config import name_list
+
+        tools = [*name_list(host.config.value("chat.tools")), *tool_patterns]
+        _check_patterns(host, tool_patterns)
+    on_terminal = sys.stdin is not None and sys.stdin.isatty()
     session = Chat(
         host,
         model_id,
@@ -55,6 +92,8 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_rende
         system=system,
         on_notice=notice,
         surface="cli",
+        tools=tools,
+        approve=(lambda call: True) if approve else ask_approval if on_terminal else None,
     )
     verbose = options().verbose
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
@@ -78,3 +117,10 @@ def chat(prompt, model_id, system, continue_, cid, no_log, show_prompt, no_rende
     except KeyboardInterrupt:
         click.echo("interrupted: the partial reply is kept in the history", err=True)
         sys.exit(130)
+
+
+def _check_patterns(host, patterns) -> None:  # noqa: ANN001
+    """A note for each -T pattern that matches no registered tool (a typo offers nothing)."""
+    for pattern in patterns:
+        if not host.tools.matching([pattern]):
+            notice(f"-T {pattern}: no registered tool matches; {host.tools.suggest(pattern)}")

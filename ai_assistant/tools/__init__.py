@@ -1,0 +1,127 @@
+"""Tools: which ones a chat offers, which need approval, and running one call safely (a timeout,
+a bounded result, errors and refusals as results the model reads). MCP servers' tools live in
+``tools.mcp``, imported only when settings name a server.
+
+Nothing here imports LangChain or MCP until a tool is actually run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..config import name_list
+from ..registry import TOOL_NAME, TOOL_NAME_RULE, Tool
+
+if TYPE_CHECKING:
+    from ..host import Host
+
+__all__ = [
+    "TOOL_NAME",
+    "TOOL_NAME_RULE",
+    "ToolSettings",
+    "matches",
+    "result_text",
+    "run_tool",
+    "tool_settings",
+]
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    """Does ``name`` match any shell-style pattern (``files_*``, ``*``)?"""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns if p)
+
+
+class ToolSettings:
+    """``chat.tools``, ``chat.max_tool_steps`` and ``tools.*`` of one host, read once."""
+
+    def __init__(self, host: Host) -> None:
+        value = host.config.value
+        self.chat_patterns = name_list(value("chat.tools"))
+        self.max_steps = int(value("chat.max_tool_steps"))
+        self.require_approval = name_list(value("tools.require_approval"))
+        self.timeout = float(value("tools.timeout"))
+        self.timeouts = {str(k): float(v) for k, v in value("tools.timeouts").items()}
+        self.max_result_chars = int(value("tools.max_result_chars"))
+        self.server_patterns = {str(k): name_list(v) for k, v in value("server.tools").items()}
+
+    def needs_approval(self, name: str) -> bool:
+        return matches(name, self.require_approval)
+
+    def timeout_for(self, tool: Tool) -> float:
+        return self.timeouts.get(tool.id, tool.timeout or self.timeout)
+
+    def for_caller(self, caller: str | None) -> list[str]:
+        """The gateway's ``server.tools`` patterns for an API key's name (``default`` for a
+        caller without an entry, and for the keyless loopback mode)."""
+        if caller is not None and caller in self.server_patterns:
+            return self.server_patterns[caller]
+        return self.server_patterns.get("default", [])
+
+
+_SETTINGS: weakref.WeakKeyDictionary[Host, ToolSettings] = weakref.WeakKeyDictionary()
+
+
+def tool_settings(host: Host) -> ToolSettings:
+    """``host``'s tool settings, read once."""
+    settings = _SETTINGS.get(host)
+    if settings is None:
+        settings = _SETTINGS[host] = ToolSettings(host)
+    return settings
+
+
+def offered(host: Host, patterns: Sequence[str]) -> list[Tool]:
+    """The registered tools whose names match ``patterns``, ready ones only."""
+    return [t for t in host.tools.matching(patterns) if t.status == "ready"]
+
+
+def result_text(content: Any) -> str:
+    """A tool's result as the text the model reads: strings as they are, content blocks'
+    text joined, anything else as JSON."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                parts.append(json.dumps(part, default=str))
+        return "\n".join(parts)
+    try:
+        return json.dumps(content, default=str)
+    except (TypeError, ValueError):
+        return str(content)
+
+
+async def run_tool(host: Host, tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
+    """Run one call of ``tool``: ``(result text, ok)``. A tool that raises, times out or
+    cannot be built gives a result saying so (``ok`` false); it never raises. The text is
+    cut at ``tools.max_result_chars`` and has the settings' secrets redacted."""
+    settings = tool_settings(host)
+    timeout = settings.timeout_for(tool)
+    ok = True
+    try:
+        lc_tool = tool.get()
+        content = await asyncio.wait_for(lc_tool.ainvoke(args), timeout)
+        text = result_text(content)
+        if getattr(content, "status", None) == "error":
+            ok = False
+    except TimeoutError:
+        text, ok = f"error: the tool {tool.id!r} timed out after {timeout:g} s", False
+    except Exception as exc:  # noqa: BLE001 - a tool's failure is its result, never the chat's
+        detail = " ".join(str(exc).split())
+        text = f"error: the tool {tool.id!r} failed: {type(exc).__name__}" + (
+            f": {detail}" if detail else ""
+        )
+        ok = False
+    limit = settings.max_result_chars
+    if len(text) > limit:
+        text = text[:limit] + f"\n[cut at tools.max_result_chars: {limit} characters]"
+    return host.config.redact(text), ok
