@@ -4,6 +4,11 @@ prompt, failures and fallbacks, recording, and ``Chat``, the blocking face of it
 Nothing here imports LangChain or a provider SDK until a turn is made.
 """
 
+# ruff: noqa: E402 - the shortcut below must run before the modules that import LangChain
+from .imports import preload_langsmith_leaf
+
+preload_langsmith_leaf()  # see imports.py
+
 from .events import Done, Error, Event, Fallback, Token, ToolCall, ToolResult, Usage
 from .facade import Chat
 from .failures import ChatError, Failure, PromptTooLongError, classify
