@@ -35,6 +35,7 @@ class Host:
         self.started = False
         self._started: list[str] = []  # plugins whose startup succeeded, in start order
         self._loop_thread: Any = None  # the loop start_blocking started the host on
+        self.mcp: Any = None  # the MCP servers (tools.mcp.MCPServers), once start_tools ran
 
     def __repr__(self) -> str:
         return f"Host({self.registry!r}, strict={self.strict})"
@@ -62,7 +63,35 @@ class Host:
         if build_models:
             import asyncio
 
+            await self.start_tools()
             await asyncio.to_thread(self._build_ready_models)
+
+    @property
+    def has_mcp_servers(self) -> bool:
+        return bool(self.config.value("mcp.servers"))
+
+    async def start_tools(self) -> None:
+        """Connect to the MCP servers in settings (once) and register their tools; held until
+        ``stop``. Only what offers tools calls this, so a chat without tools (or ``models
+        list``) starts no server and imports no MCP. A server that fails is reported on
+        ``plugins`` (and in ``mcp.problems``); the other tools are unaffected."""
+        if self.mcp is not None or not self.has_mcp_servers:
+            return
+        from .tools.mcp import MCPServers
+
+        self.mcp = MCPServers(self)
+        await self.mcp.start()
+
+    def start_tools_blocking(self) -> list[str]:
+        """``start_tools`` from synchronous code, on the background loop; the problems it met."""
+        if self.mcp is None and self.has_mcp_servers:
+            import asyncio
+
+            from .loop import background_loop
+
+            loop = self._loop_thread = background_loop()
+            asyncio.run_coroutine_threadsafe(self.start_tools(), loop).result()
+        return list(self.mcp.problems) if self.mcp is not None else []
 
     def _build_ready_models(self) -> None:
         for model in self.registry:
@@ -73,7 +102,13 @@ class Host:
                     continue
 
     async def stop(self) -> None:
-        """Run the plugins' ``shutdown`` hooks in the reverse order of start-up."""
+        """Close the MCP sessions; run the plugins' ``shutdown`` hooks in the reverse order of
+        start-up."""
+        if self.mcp is not None:
+            mcp, self.mcp = self.mcp, None
+            await mcp.stop()
+            for server in mcp.servers.values():
+                self.tools.remove_plugin(server.source)
         if not self.started:
             return
         self.started = False

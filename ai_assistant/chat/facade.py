@@ -220,7 +220,12 @@ class Chat:
             from ..config import name_list
 
             patterns = name_list(self.host.config.value("chat.tools"))
-        if not patterns or not len(self.host.tools):
+        if not patterns:
+            return []
+        if self.host.mcp is None and self.host.has_mcp_servers:
+            for problem in self.host.start_tools_blocking():  # (once: then held)
+                self.on_notice(problem)
+        if not len(self.host.tools):
             return []
         from ..tools import offered
 

@@ -30,8 +30,9 @@ def _first_line(text: str) -> str:
 
 
 def _started(host: Any) -> Any:
-    """The host started (so MCP servers are connected and their tools listed)."""
-    host.start_blocking()
+    """The host with its MCP servers connected (their tools listed, failures warned about)."""
+    for problem in host.start_tools_blocking():
+        warn(problem)
     return host
 
 

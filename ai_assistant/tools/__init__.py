@@ -12,13 +12,10 @@ import fnmatch
 import json
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import name_list
 from ..registry import TOOL_NAME, TOOL_NAME_RULE, Tool
-
-if TYPE_CHECKING:
-    from ..host import Host
 
 __all__ = [
     "TOOL_NAME",
@@ -39,7 +36,7 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
 class ToolSettings:
     """``chat.tools``, ``chat.max_tool_steps`` and ``tools.*`` of one host, read once."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Any) -> None:
         value = host.config.value
         self.chat_patterns = name_list(value("chat.tools"))
         self.max_steps = int(value("chat.max_tool_steps"))
@@ -63,10 +60,10 @@ class ToolSettings:
         return self.server_patterns.get("default", [])
 
 
-_SETTINGS: weakref.WeakKeyDictionary[Host, ToolSettings] = weakref.WeakKeyDictionary()
+_SETTINGS: weakref.WeakKeyDictionary[Any, ToolSettings] = weakref.WeakKeyDictionary()
 
 
-def tool_settings(host: Host) -> ToolSettings:
+def tool_settings(host: Any) -> ToolSettings:
     """``host``'s tool settings, read once."""
     settings = _SETTINGS.get(host)
     if settings is None:
@@ -74,7 +71,7 @@ def tool_settings(host: Host) -> ToolSettings:
     return settings
 
 
-def offered(host: Host, patterns: Sequence[str]) -> list[Tool]:
+def offered(host: Any, patterns: Sequence[str]) -> list[Tool]:
     """The registered tools whose names match ``patterns``, ready ones only."""
     return [t for t in host.tools.matching(patterns) if t.status == "ready"]
 
@@ -100,7 +97,7 @@ def result_text(content: Any) -> str:
         return str(content)
 
 
-async def run_tool(host: Host, tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
+async def run_tool(host: Any, tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
     """Run one call of ``tool``: ``(result text, ok)``. A tool that raises, times out or
     cannot be built gives a result saying so (``ok`` false); it never raises. The text is
     cut at ``tools.max_result_chars`` and has the settings' secrets redacted."""
