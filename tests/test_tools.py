@@ -281,3 +281,196 @@ def test_python_api_events_carry_tool_calls_and_results(tool_project):
     chat = Chat(host, "deleter", tools=["*"], approve=lambda call: asked.append(call) or False)
     assert "needs the user's approval" in chat.send(ARGS).text
     assert [c.name for c in asked] == ["delete_all"]
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tool_gateway(tmp_path_factory, upstream):
+    """A real `ai-assistant serve` with the tools plugin; alice may have the gateway run `add`,
+    `boom` and `delete_all` (which needs approval, so never runs here); bob may run none."""
+    from test_gateway import ALICE, BOB, _start, _stop
+
+    root = tmp_path_factory.mktemp("toolgw")
+    settings = TOOL_SETTINGS.format(url=upstream.url).replace(
+        'tools = ["add", "boom", "sleepy", "leak", "delete_all"]', ""
+    )
+    (root / "settings.toml").write_text(
+        '[default.plugins]\ndirs = ["plugins"]\n'
+        + settings
+        + '\n[default.server.tools]\nalice = ["add", "boom", "delete_*"]\n'
+    )
+    (root / ".secrets.toml").write_text(
+        f'[default.models.openai_compatible]\napi_key = "{SECRET_KEY}"\n'
+        f'[default.server.api_keys]\nalice = "{ALICE}"\nbob = "{BOB}"\n'
+    )
+    (root / ".secrets.toml").chmod(0o600)
+    (root / "plugins").mkdir()
+    (root / "plugins" / "mytools.py").write_text(TOOLS_PLUGIN.replace("{secret}", SECRET_KEY))
+    proc, base, log = _start(root)
+    yield {"url": base, "root": root, "alice": ALICE, "bob": BOB}
+    _stop(proc)
+    assert "Traceback" not in log.read_text()
+
+
+def _openai(gateway, key: str):
+    import openai
+
+    return openai.OpenAI(base_url=f"{gateway['url']}/v1", api_key=key, max_retries=0)
+
+
+def test_gateway_runs_server_tools_for_a_caller_allowed_them(tool_gateway, upstream):
+    client = _openai(tool_gateway, tool_gateway["alice"])
+    done = client.chat.completions.create(
+        model="adder", messages=[{"role": "user", "content": ARGS}]
+    )
+    assert done.choices[0].message.content == "upstream: tools said: 42"
+    assert done.choices[0].finish_reason == "stop"
+    assert done.choices[0].message.tool_calls is None
+    steps = done.model_extra["tool_steps"]
+    assert [s["type"] for s in steps] == ["tool_call", "tool_result"]
+    assert steps[0]["name"] == "add" and steps[1]["content"] == "42"
+    # streaming: the official client reads the text; the steps are chunks it skips
+    stream = client.chat.completions.create(
+        model="adder", messages=[{"role": "user", "content": ARGS}], stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "upstream: tools said: 42"
+    extra = [c.model_extra["tool_step"] for c in chunks if not c.choices]
+    assert [s["type"] for s in extra] == ["tool_call", "tool_result"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_gateway_runs_no_tools_for_a_caller_without_patterns(tool_gateway, upstream):
+    client = _openai(tool_gateway, tool_gateway["bob"])
+    done = client.chat.completions.create(
+        model="adder", messages=[{"role": "user", "content": ARGS}]
+    )
+    assert done.choices[0].message.content == f"upstream: {ARGS}"
+    assert "tools" not in upstream.requests[-1]["body"]
+
+
+def test_gateway_never_runs_a_tool_that_needs_approval(tool_gateway, upstream):
+    client = _openai(tool_gateway, tool_gateway["alice"])
+    done = client.chat.completions.create(
+        model="deleter", messages=[{"role": "user", "content": ARGS}]
+    )
+    offered = [t["function"]["name"] for t in upstream.requests[-1]["body"]["tools"]]
+    assert offered == ["add", "boom"]  # alice's delete_* matches, but it needs approval
+    assert done.choices[0].message.content == f"upstream: {ARGS}"
+    assert not (tool_gateway["root"] / "deleted.txt").exists()
+
+
+CLIENT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "the client's own add",
+        "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
+    },
+}
+
+
+def test_client_tools_pass_through_to_the_client(tool_gateway, upstream):
+    client = _openai(tool_gateway, tool_gateway["alice"])
+    ran = tool_gateway["root"] / "ran.txt"
+    before = ran.read_text() if ran.exists() else ""
+    done = client.chat.completions.create(
+        model="adder", messages=[{"role": "user", "content": ARGS}], tools=[CLIENT_TOOL]
+    )
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls[0].function.name == "add"
+    assert json.loads(choice.message.tool_calls[0].function.arguments) == {"a": 2, "b": 40}
+    assert upstream.requests[-1]["body"]["tools"][0]["function"]["description"] == (
+        "the client's own add"
+    )
+    stream = client.chat.completions.create(
+        model="adder",
+        messages=[{"role": "user", "content": ARGS}],
+        tools=[CLIENT_TOOL],
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or ()]
+    assert calls[0].function.name == "add"
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert (ran.read_text() if ran.exists() else "") == before  # the gateway ran nothing
+    # the client runs it and sends the result back, as with OpenAI
+    answer = client.chat.completions.create(
+        model="adder",
+        messages=[
+            {"role": "user", "content": ARGS},
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": choice.message.tool_calls[0].id, "content": "7"},
+        ],
+        tools=[CLIENT_TOOL],
+    )
+    assert answer.choices[0].message.content == "upstream: tools said: 7"
+
+
+def test_bad_client_tools_are_refused(tool_gateway):
+    import httpx
+
+    response = httpx.post(
+        tool_gateway["url"] + "/v1/chat/completions",
+        json={
+            "model": "adder",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "has.dot"}}],
+        },
+        headers={"Authorization": f"Bearer {tool_gateway['alice']}"},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "tools[0].function.name"
+
+
+def test_conversation_api_streams_tool_calls_and_results(tool_gateway):
+    import httpx
+
+    with httpx.stream(
+        "POST",
+        tool_gateway["url"] + "/api/chat/message",
+        json={"modelId": "two", "messages": [{"role": "user", "content": ARGS}], "stream": True},
+        headers={"Authorization": f"Bearer {tool_gateway['alice']}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200, response.read()
+        events = [
+            json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")
+        ]
+    types = [e["type"] for e in events]
+    assert types[:5] == ["start", "toolCall", "toolCall", "toolResult", "toolResult"]
+    results = [e for e in events if e["type"] == "toolResult"]
+    assert results[0]["content"] == "42" and results[0]["error"] is False
+    assert results[1]["name"] == "boom" and results[1]["error"] is True
+    text = "".join(e["content"] for e in events if e["type"] == "token")
+    assert text.startswith("upstream: tools said: 42 | error:")
+    conversation = httpx.get(
+        tool_gateway["url"] + f"/api/chat/{events[0]['conversationId']}",
+        headers={"Authorization": f"Bearer {tool_gateway['alice']}"},
+        timeout=30,
+    ).json()
+    roles = [m["role"] for m in conversation["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+# -- approval on a terminal ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("answer", "ran"), [("y", True), ("n", False)])
+def test_approval_is_asked_on_a_terminal(tool_project, answer, ran):
+    from test_chat_terminal import _finish, _spawn
+
+    child = _spawn(tool_project, "chat", "-m", "deleter", ARGS)
+    child.expect(r"run tool delete_all\(.*\)\? \[y/N\]")
+    child.sendline(answer)
+    out = _finish(child)
+    assert (tool_project.root / "deleted.txt").exists() is ran
+    if ran:
+        assert "upstream: tools said: deleted" in out
+    else:
+        assert "needs the user's approval" in out

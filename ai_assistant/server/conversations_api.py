@@ -13,13 +13,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from ..chat import ChatError, Message, Turn, chat_settings
-from ..chat.events import Token
+from ..chat.events import Token, ToolResult
 from ..store import UnknownConversationError, UnknownMessageError
 from . import schema
 from .deps import Caller, Gateway, State, json_response, sse
 from .errors import ApiError, from_chat_error
 from .replies import ReplyStream
 from .requests import model_options, read_flag, read_json, read_messages, read_model_id
+from .tool_steps import server_tools, steps_of
 
 router = APIRouter()
 
@@ -113,6 +114,7 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
             max_prompt_chars=limit,
             timeout=state.limits.request_timeout,
             on_notice=state.notice,
+            tools=server_tools(state.host, owner),
         )
     except ChatError as exc:
         raise from_chat_error(exc) from None
@@ -134,6 +136,8 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
         }
         if reply.reply.tool_calls:
             answer["toolCalls"] = reply.reply.tool_calls
+        if reply.reply.steps:
+            answer["toolSteps"] = steps_of(reply.reply)
         return json_response(
             {
                 "conversationId": turn.conversation_id,
@@ -156,6 +160,16 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
             async for event in reply.events():
                 if isinstance(event, Token):
                     yield sse({"type": "token", "content": event.text})
+                elif isinstance(event, ToolResult):
+                    yield sse(
+                        {
+                            "type": "toolResult",
+                            "toolCallId": event.tool_call_id,
+                            "name": event.name,
+                            "content": event.content,
+                            "error": event.error,
+                        }
+                    )
                 else:
                     yield sse(
                         {"type": "toolCall", "id": event.id, "name": event.name, "args": event.args}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from ..chat import ChatError, Turn
-from ..chat.events import Token, ToolCall
+from ..chat.events import Token, ToolCall, ToolResult
 from . import schema
 from .deps import Caller, State, json_response, sse
 from .errors import ApiError, from_chat_error
@@ -25,6 +25,7 @@ from .requests import (
     read_messages,
     read_model_id,
 )
+from .tool_steps import read_tools, server_tools, step, steps_of
 
 router = APIRouter()
 
@@ -66,6 +67,19 @@ def tool_call(call: ToolCall | dict[str, Any], index: int | None = None) -> dict
     return out
 
 
+def _tool_step(cid: str, created: int, model: str, event: ToolCall | ToolResult) -> str:
+    return sse(
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "tool_step": step(event),
+        }
+    )
+
+
 @router.get("/v1/models", **schema.operation("Every registered model", "OpenAI's list", 401))
 async def list_models(state: State, owner: Caller) -> Any:
     return json_response(
@@ -86,7 +100,9 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
     options = model_options(data)
     stream = read_flag(data, "stream")
     include_usage = read_include_usage(data)
+    client_tools = read_tools(data)  # the client runs these; else the gateway may run its own
     model_id = read_model_id(data, "model", state.host.registry)  # (404 after any 400)
+    tools = [] if client_tools else server_tools(state.host, owner)
     last_user = [m for m in messages if m.role == "user"][-1:]
     try:
         turn = Turn(
@@ -103,6 +119,8 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
             max_prompt_chars=state.limits.max_prompt_chars,
             timeout=state.limits.request_timeout,
             on_notice=state.notice,
+            tools=tools,
+            client_tools=client_tools,
         )
     except ChatError as exc:
         raise from_chat_error(exc) from None
@@ -129,6 +147,8 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
                 }
             ],
         }
+        if reply.reply.steps:  # the gateway ran tools: an extension field, ignored by clients
+            body["tool_steps"] = steps_of(reply.reply)
         usage = reply.reply.usage()
         if usage:
             body["usage"] = usage
@@ -142,6 +162,10 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
             async for event in reply.events():
                 if isinstance(event, Token):
                     yield _chunk(cid, created, model, {"content": event.text})
+                elif tools or isinstance(event, ToolResult):
+                    # a step of the gateway's own tool loop: a chunk with no choices (which
+                    # clients skip, as they do the usage chunk) and an extension field
+                    yield _tool_step(cid, created, model, event)
                 else:
                     yield _chunk(cid, created, model, {"tool_calls": [tool_call(event, calls)]})
                     calls += 1

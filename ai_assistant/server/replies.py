@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..chat import ChatError, Turn
-from ..chat.events import Done, Error, Event, Token, ToolCall
+from ..chat.events import Done, Error, Event, Token, ToolCall, ToolResult
 from .errors import ApiError, from_chat_error
 
 log = logging.getLogger("ai_assistant.server")
@@ -69,7 +69,7 @@ class ReplyStream:
                 return None
             if isinstance(event, Error):
                 raise from_chat_error(event.error)
-            if isinstance(event, (Token, ToolCall, Done)):
+            if isinstance(event, (Token, ToolCall, ToolResult, Done)):
                 return event
 
     async def start(self, receive: Any = None) -> None:
@@ -117,8 +117,9 @@ class ReplyStream:
         log.info("%s: the upstream call was cancelled", LEFT_BEFORE_FIRST_TOKEN)
         raise ClientGone()
 
-    async def events(self) -> AsyncIterator[Token | ToolCall]:
-        """The reply's tokens and tool calls; a failure after the first raises ``ApiError``."""
+    async def events(self) -> AsyncIterator[Token | ToolCall | ToolResult]:
+        """The reply's tokens, tool calls and (when the gateway runs tools) tool results; a
+        failure after the first raises ``ApiError``."""
         try:
             event = self._first
             while event is not None and not isinstance(event, Done):
