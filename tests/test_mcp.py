@@ -104,7 +104,9 @@ def test_chat_runs_an_mcp_tool_over_stdio(mcp_project):
 def test_an_mcp_tool_error_is_the_tool_result(mcp_project):
     result = mcp_project.run("chat", "-m", "failer", "{}")
     assert result.exit_code == 0, result.stderr
+    assert "error: the tool 'calc_fail' failed: " in result.stdout
     assert "calc cannot do that" in result.stdout
+    assert "tool: calc_fail failed" in result.stderr
 
 
 def test_a_failing_server_is_reported_and_other_tools_keep_working(mcp_project):

@@ -114,9 +114,10 @@ async def run_tool(host: Any, tool: Tool, args: dict[str, Any]) -> tuple[str, bo
         text, ok = f"error: the tool {tool.id!r} timed out after {timeout:g} s", False
     except Exception as exc:  # noqa: BLE001 - a tool's failure is its result, never the chat's
         detail = " ".join(str(exc).split())
-        text = f"error: the tool {tool.id!r} failed: {type(exc).__name__}" + (
-            f": {detail}" if detail else ""
-        )
+        kind = type(exc).__name__
+        if "ToolException" in {cls.__name__ for cls in type(exc).__mro__}:
+            kind = ""  # the tool's own way of saying it failed: its message says it all
+        text = f"error: the tool {tool.id!r} failed: " + ": ".join(p for p in (kind, detail) if p)
         ok = False
     limit = settings.max_result_chars
     if len(text) > limit:

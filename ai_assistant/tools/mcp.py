@@ -142,7 +142,10 @@ class MCPServer:
         try:
             async with self._session() as session:
                 await session.initialize()
-                tools = await load_mcp_tools(session, server_name=self.name)
+                # (an isError result raises ToolException: the call's result says it failed)
+                tools = await load_mcp_tools(
+                    session, server_name=self.name, handle_tool_errors=False
+                )
                 self.tools = {t.name: t for t in tools}
                 self.session = session
                 ready.set()
@@ -181,8 +184,8 @@ class MCPServer:
             try:
                 return await tool.ainvoke(args)
             except Exception as exc:
-                if attempt == 2:
-                    raise
+                if attempt == 2 or not _session_broke(exc):
+                    raise  # (a tool's own failure is not retried: it may have done something)
                 log.warning(
                     "MCP server %r: %s; reconnecting", self.name, self.redact(_describe(exc))
                 )
@@ -277,6 +280,20 @@ class MCPServers:
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.close() for s in self.servers.values()), return_exceptions=True)
+
+
+_BROKEN = {"ClosedResourceError", "BrokenResourceError", "EndOfStream", "TransportError"}
+
+
+def _session_broke(exc: BaseException) -> bool:
+    """Did the session's transport fail (the server died, the connection dropped), rather than
+    the tool? Only then is a call reconnected and tried again."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _BROKEN:
+        return True
+    return "McpError" in names and "connection closed" in str(exc).lower()
 
 
 def _errlog() -> Any:
