@@ -19,12 +19,15 @@ from starlette.testclient import TestClient
 from ai_assistant import load_host
 from ai_assistant import store as store_module
 from ai_assistant.server import create_app
+from ai_assistant.storage import sqlite as sqlite_module
+from ai_assistant.storage.base import migrations
 from ai_assistant.store import Store
 
 
 def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monkeypatch):
     path = tmp_path / "history.db"
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    every = migrations("sqlite")
+    monkeypatch.setattr(sqlite_module, "migrations", lambda dialect: every[:1])
     # a reply left streaming by a version that did not record writers
     old = Store(path)
     old.close()
@@ -39,7 +42,7 @@ def test_an_older_database_is_migrated_in_place_keeping_its_data(tmp_path, monke
     monkeypatch.undo()
 
     upgraded = Store(path)
-    assert upgraded.schema_version() == len(store_module.MIGRATIONS) == 5
+    assert upgraded.schema_version() == len(every) == 5
     conv = upgraded.conversation("c1")
     assert conv["title"] == "kept" and conv["owner"] is None
     (legacy,) = conv["messages"]
@@ -220,7 +223,7 @@ def test_opening_a_new_database_waits_for_another_process_setting_it_up(tmp_path
         opener.join(timeout=30)
     (store,) = opened
     assert isinstance(store, Store), store
-    assert store.schema_version() == len(store_module.MIGRATIONS)
+    assert store.schema_version() == len(migrations("sqlite"))
 
 
 def _open_or_error(path) -> object:

@@ -1,26 +1,41 @@
-"""Recording a turn in the history store: the new messages, then the reply as it goes."""
+"""Recording a turn in the history store: the new messages, then the reply as it goes.
+
+On an async store (the gateway's) nothing here waits for the store on the event loop. The
+conversation's id is made here, so the turn knows it at once; each write is a task of the
+store's (``HistoryStore.defer``), chained after the previous one of the same exchange so they
+land in order. The start of the exchange runs while the model is asked; a surface that must know
+it was stored (the gateway, before it answers) awaits ``started()``, and ``flush()`` before it
+says the reply is done. The store waits for whatever is still pending when it closes.
+
+A blocking SQLite store (the CLI's, the Python API's) is written through instead, as the turn
+goes: one user's loop may wait on a local file, and a reply's text is then stored before it is
+shown, so a kill loses nothing that was seen.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..host import Host
-from ..store import Store, default_store_path
+from ..storage import HistoryStore, SQLiteStore, SyncStore
+from ..storage import open_store as _open_store
 
 if TYPE_CHECKING:
     from .prompt import Message
     from .reply import Reply
 
+log = logging.getLogger("ai_assistant.chat")
 
-def open_store(source: Host | Config) -> Store:
-    """The history database at ``storage.path`` (relative to the settings file's folder).
-    Settings alone are enough: a command that only reads history imports no plugin."""
+
+def open_store(source: Host | Config) -> SQLiteStore | SyncStore:
+    """The history store at ``storage.url`` (a relative file is taken from the settings file's
+    folder). Settings alone are enough: a command that only reads history imports no plugin."""
     config = source.config if isinstance(source, Host) else source
-    configured = config.value("storage.path")
-    path = config.root / configured if configured else default_store_path()
-    return Store(Path(path).expanduser())
+    return _open_store(config)
 
 
 class Recorder:
@@ -28,45 +43,118 @@ class Recorder:
 
     def __init__(
         self,
-        store: Store | None,
+        store: Any,
         conversation_id: str | None,
         *,
         owner: str | None = None,
         system: str | None = None,
     ) -> None:
-        self.store = store
+        # a blocking SQLite store (the CLI, the Python API: one user, whose loop may wait on a
+        # local file) is written through, so what was shown is stored before a kill can lose
+        # it; any other store (the gateway's) through its async face, deferred
+        self._through = store if isinstance(store, SQLiteStore) else None
+        self.store: HistoryStore | None = store.aio if store is not None else None
         self.conversation_id = conversation_id
         self.owner = owner
         self.system = system
+        self._start: asyncio.Future | None = None
+        self._last: asyncio.Future | None = None
+
+    def _then(self, write: Any, after_start: bool = True) -> asyncio.Future:
+        """Defer ``write(reply message id)`` (a coroutine function) until the previous write has
+        ended; skipped when the start of its reply failed (there is no reply to update)."""
+        assert self.store is not None
+        previous, start = self._last, self._start
+
+        async def run() -> Any:
+            if previous is not None:
+                await asyncio.wait((previous,))
+            if not after_start:
+                return await write()
+            if start is None or start.cancelled() or start.exception() is not None:
+                return None
+            return await write(start.result())  # (the id of the reply this write is about)
+
+        task = self.store.defer(run())
+        task.add_done_callback(_report)
+        self._last = task
+        return task
 
     def start(self, model_id: str, messages: list[Message | str], reply: Reply) -> None:
         """Store ``messages`` (user texts, or user and tool messages) and the empty reply."""
-        if self.store is not None:
-            rows: list[Any] = [
-                m
-                if isinstance(m, str)
-                else {"role": m.role, "content": m.content, "tool_call_id": m.tool_call_id}
-                for m in messages
-            ]
-            self.conversation_id, reply.message_id = self.store.start_exchange(
+        if self.store is None:
+            return
+        store = self.store
+        rows: list[Any] = [
+            m
+            if isinstance(m, str)
+            else {"role": m.role, "content": m.content, "tool_call_id": m.tool_call_id}
+            for m in messages
+        ]
+        if self._through is not None:
+            self.conversation_id, reply.message_id = self._through.start_exchange(
                 self.conversation_id, model_id, rows, system=self.system, owner=self.owner
             )
+            return
+        new = self.conversation_id is None
+        if new:
+            self.conversation_id = uuid.uuid4().hex
+        conversation_id = self.conversation_id
+
+        async def write() -> int:
+            _, reply.message_id = await store.start_exchange(
+                conversation_id, model_id, rows, system=self.system, owner=self.owner, new=new
+            )
+            return reply.message_id
+
+        self._start = self._then(write, after_start=False)
+
+    async def started(self) -> None:
+        """Wait until the start of the exchange is stored (``StoreError`` if it could not be)."""
+        if self._start is not None:
+            await asyncio.shield(self._start)
+
+    async def flush(self) -> None:
+        """Wait until every write of this exchange so far is stored; raise the store's error
+        if the exchange could not be stored."""
+        await self.started()
+        if self._last is not None:
+            await asyncio.shield(self._last)
 
     def progress(self, reply: Reply) -> None:
-        if self.store is not None and reply.message_id is not None:
-            self.store.update_message(reply.message_id, content=reply.text, model_id=reply.model_id)
+        text, model_id, store = reply.text, reply.model_id, self.store
+        if self._through is not None and reply.message_id is not None:
+            self._through.update_message(reply.message_id, content=text, model_id=model_id)
+        if self.store is None or self._start is None:
+            return
+        self._then(
+            lambda message_id: store.update_message(message_id, content=text, model_id=model_id)
+        )
 
     def finish(self, reply: Reply) -> None:
-        if self.store is not None and reply.message_id is not None:
-            self.store.update_message(
-                reply.message_id,
-                content=reply.text,
-                model_id=reply.model_id,
-                status=reply.status,
-                error=reply.error,
-                latency_ms=reply.latency_ms,
-                first_token_ms=reply.first_token_ms,
-                input_tokens=reply.input_tokens,
-                output_tokens=reply.output_tokens,
-                tool_calls=reply.tool_calls or None,
-            )
+        if self.store is None or (self._start is None and self._through is None):
+            return
+        fields = {
+            "content": reply.text,
+            "model_id": reply.model_id,
+            "status": reply.status,
+            "error": reply.error,
+            "latency_ms": reply.latency_ms,
+            "first_token_ms": reply.first_token_ms,
+            "input_tokens": reply.input_tokens,
+            "output_tokens": reply.output_tokens,
+            "tool_calls": list(reply.tool_calls) or None,
+        }
+        if self._through is not None:
+            if reply.message_id is not None:
+                self._through.update_message(reply.message_id, **fields)
+            return
+        store = self.store
+        self._then(lambda message_id: store.update_message(message_id, **fields))
+
+
+def _report(task: asyncio.Future) -> None:
+    """A deferred write that failed is logged (its exchange's surface also sees it when it
+    awaits ``started``/``flush``); retrieving it keeps asyncio from warning."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the history store could not record a reply: %s", task.exception())

@@ -22,6 +22,7 @@ BUILTIN_COMMANDS = {
     "serve": "ai_assistant.cli.serve:serve",
     "init": "ai_assistant.cli.init:init",
     "secrets": "ai_assistant.cli.secrets:secrets",
+    "storage": "ai_assistant.cli.storage:storage",
     "tools": "ai_assistant.cli.tools:tools",
 }
 

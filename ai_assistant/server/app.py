@@ -12,9 +12,9 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 
 from ..host import Host
-from ..store import Store
+from ..storage import StoreError
 from . import conversations_api, health, openai_api, schema
-from .deps import Gateway
+from .deps import Gateway, store_error
 from .errors import ApiError
 
 log = logging.getLogger("ai_assistant.server")
@@ -56,19 +56,20 @@ class ContainErrors:
                 await response(scope, receive, send)
 
 
-def create_app(host: Host, store: Store | None = None) -> Any:
-    """The FastAPI app for ``host``; history goes to ``store`` (default: ``storage.path``).
+def create_app(host: Host, store: Any = None) -> Any:
+    """The FastAPI app for ``host``; history goes to ``store`` (default: ``storage.url``).
 
     Its lifespan starts the host (plugins' startup hooks, and every ready model built, so the
     first request costs what the second does) and stops it at shutdown; ``/readyz`` says ready
     only in between."""
     from .. import __version__
-    from ..chat import open_store
+    from ..storage import open_async_store
 
-    gateway = Gateway(host, store or open_store(host))
+    gateway = Gateway(host, store or open_async_store(host.config))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.store.open()
         await host.start(build_models=True)
         gateway.started = True
         try:
@@ -76,6 +77,7 @@ def create_app(host: Host, store: Store | None = None) -> Any:
         finally:
             gateway.started = False
             await host.stop()
+            await gateway.store.close()  # (after the replies still being recorded)
 
     app = FastAPI(
         title="ai-assistant gateway",
@@ -91,6 +93,11 @@ def create_app(host: Host, store: Store | None = None) -> Any:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Any:
         return exc.response()
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> Any:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return store_error(exc).response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Any:

@@ -14,9 +14,9 @@ from starlette.responses import StreamingResponse
 
 from ..chat import ChatError, Message, Turn, chat_settings
 from ..chat.events import Token, ToolResult
-from ..store import UnknownConversationError, UnknownMessageError
+from ..storage import StoreError, UnknownConversationError, UnknownMessageError
 from . import schema
-from .deps import Caller, Gateway, State, json_response, sse
+from .deps import Caller, Gateway, State, json_response, recorded, settled, sse, store_error
 from .errors import ApiError, from_chat_error
 from .replies import ReplyStream
 from .requests import model_options, read_flag, read_json, read_messages, read_model_id
@@ -59,9 +59,9 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _find(state: Gateway, conversation_id: str, owner: str | None) -> dict[str, Any]:
+async def _find(state: Gateway, conversation_id: str, owner: str | None) -> dict[str, Any]:
     try:
-        return state.store.conversation(conversation_id, owner)
+        return await state.store.conversation(conversation_id, owner)
     except UnknownConversationError:
         raise ApiError(
             404,
@@ -92,7 +92,7 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
     if conversation_id is not None:
         if not isinstance(conversation_id, str):
             raise ApiError(400, "'conversationId' must be a string", param="conversationId")
-        conv = _find(state, conversation_id, owner)
+        conv = await _find(state, conversation_id, owner)
         conversation_id = conv["id"]
         system = conv["system"] or system
         history = [Message.of(m) for m in conv["messages"] if m["content"] or m.get("tool_calls")]
@@ -125,9 +125,19 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
             f"left out to fit server.limits.max_prompt_chars ({limit})"
         )
     reply = ReplyStream(turn)
-    await reply.start(request.receive)
+    try:
+        await reply.start(request.receive)
+    except ApiError:
+        await settled(turn)  # (the failed reply is stored before the client hears of it)
+        raise
+    await recorded(reply)
     if not stream:
-        text = await reply.collect()
+        try:
+            text = await reply.collect()
+        except ApiError:
+            await settled(turn)
+            raise
+        await turn.recorder.flush()  # (a StoreError: 503)
         answer: dict[str, Any] = {
             "id": reply.reply.message_id,
             "role": "assistant",
@@ -175,7 +185,13 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
                         {"type": "toolCall", "id": event.id, "name": event.name, "args": event.args}
                     )
         except ApiError as err:
+            await settled(turn)
             yield sse({"type": "error", **err.body()})
+            return
+        try:
+            await turn.recorder.flush()
+        except StoreError as exc:
+            yield sse({"type": "error", **store_error(exc).body()})
             return
         yield sse(
             {
@@ -208,7 +224,7 @@ async def score(message_id: str, request: Request, state: State, owner: Caller) 
     if not message_id.isdigit() or len(message_id) > 18:
         raise not_found
     try:
-        row = state.store.score_message(int(message_id), float(value), comment, owner)
+        row = await state.store.score_message(int(message_id), float(value), comment, owner)
     except UnknownMessageError:
         raise not_found from None
     metadata = {
@@ -254,7 +270,7 @@ async def _hand_to_callbacks(
     **schema.operation("The caller's conversations", "the conversations", 401),
 )
 async def conversations(state: State, owner: Caller) -> Any:
-    rows = state.store.conversations(owner=owner)
+    rows = await state.store.conversations(owner=owner)
     return json_response({"conversations": [_conversation(row) for row in rows]})
 
 
@@ -263,7 +279,7 @@ async def conversations(state: State, owner: Caller) -> Any:
     **schema.operation("One of the caller's conversations", "it, with messages", 401, 404),
 )
 async def conversation(conversation_id: str, state: State, owner: Caller) -> Any:
-    conv = _find(state, conversation_id, owner)
+    conv = await _find(state, conversation_id, owner)
     return json_response(
         {**_conversation(conv), "messages": [_message(m) for m in conv["messages"]]}
     )
@@ -274,6 +290,6 @@ async def conversation(conversation_id: str, state: State, owner: Caller) -> Any
     **schema.operation("Delete one of the caller's conversations", "its id", 401, 404),
 )
 async def delete(conversation_id: str, state: State, owner: Caller) -> Any:
-    full_id = _find(state, conversation_id, owner)["id"]
-    state.store.delete_conversation(full_id, owner)
+    full_id = (await _find(state, conversation_id, owner))["id"]
+    await state.store.delete_conversation(full_id, owner)
     return json_response({"deleted": full_id})

@@ -4,6 +4,8 @@ store, limits, keys), the caller's identity, and the limits; and the two ways of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -15,13 +17,41 @@ from starlette.responses import Response
 
 from ..host import Host
 from ..plugins import FAILED
-from ..store import Store
+from ..storage import HistoryStore, StoreError
 from .errors import ApiError
 from .requests import Limits
 
 log = logging.getLogger("ai_assistant.server")
 
 STARTING = "the gateway is starting up or shutting down"
+READY_WAIT = 1.0  # seconds /readyz waits for the history store
+
+
+def store_error(exc: StoreError) -> ApiError:
+    """503 for a store that is busy or unreachable: it names the store and says to retry."""
+    message = str(exc)
+    if exc.hint:
+        message += f"; {exc.hint}"
+    code = "store_busy" if type(exc).__name__ == "StoreBusyError" else "store_unavailable"
+    return ApiError(503, message, "service_unavailable", code)
+
+
+async def settled(turn: Any) -> None:
+    """Wait for what ``turn`` has recorded so far, whatever came of it (a store that failed is
+    logged by the recorder; the client hears of the reply's own failure)."""
+    with contextlib.suppress(Exception):
+        await turn.recorder.flush()
+
+
+async def recorded(reply: Any) -> None:
+    """Wait until the turn behind ``reply`` (a ``ReplyStream``) has stored the start of its
+    exchange; if it could not, stop the turn (cancelling the upstream call) and answer 503."""
+    try:
+        await reply.turn.recorder.started()
+    except StoreError as exc:
+        with contextlib.suppress(Exception):
+            await reply._events.aclose()
+        raise store_error(exc) from None
 
 
 def json_response(data: Any, status: int = 200) -> Any:
@@ -37,9 +67,9 @@ class Gateway:
     """What every route needs: the host, the store, the limits, the API keys; ``started`` once
     the lifespan has started the host (and built its models)."""
 
-    def __init__(self, host: Host, store: Store) -> None:
+    def __init__(self, host: Host, store: Any) -> None:
         self.host = host
-        self.store = store
+        self.store: HistoryStore = store.aio  # (a blocking store is given as its async face)
         value = host.config.value
         self.limits = Limits(host.config)
         self.api_keys = {str(name): str(key) for name, key in value("server.api_keys").items()}
@@ -78,14 +108,16 @@ class Gateway:
     def notice(self, message: str) -> None:
         log.info(self.host.config.redact(message))
 
-    def readiness(self) -> tuple[int, dict[str, Any]]:
+    async def readiness(self) -> tuple[int, dict[str, Any]]:
         problems = []
         if not self.started:
             problems.append(STARTING)
         if not len(self.host.registry):
             problems.append("no model is registered")
-        try:
-            self.store.check_writable()
+        try:  # (a store that is locked for a while answers "busy" after a second)
+            await asyncio.wait_for(self.store.check_writable(), READY_WAIT)
+        except TimeoutError:
+            problems.append("the history store is busy (locked by another process)")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"the history store is not writable: {type(exc).__name__}")
         failed = [p.name for p in self.host.plugins.report if p.status == FAILED]

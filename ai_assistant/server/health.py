@@ -23,7 +23,7 @@ async def healthz() -> Any:
 
 @router.get("/readyz", **schema.readiness())
 async def readyz(request: Request, state: State) -> Any:
-    status, body = state.readiness()
+    status, body = await state.readiness()
     if not state.authorized(request):  # anyone may ask; only callers see why
         body = {"status": body["status"]}
     return json_response(body, status)

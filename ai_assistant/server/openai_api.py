@@ -13,8 +13,9 @@ from starlette.responses import StreamingResponse
 
 from ..chat import ChatError, Turn
 from ..chat.events import Token, ToolCall, ToolResult
+from ..storage import StoreError
 from . import schema
-from .deps import Caller, State, json_response, sse
+from .deps import Caller, State, json_response, recorded, settled, sse, store_error
 from .errors import ApiError, from_chat_error
 from .replies import ReplyStream
 from .requests import (
@@ -125,11 +126,21 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
     except ChatError as exc:
         raise from_chat_error(exc) from None
     reply = ReplyStream(turn)
-    await reply.start(request.receive)
+    try:
+        await reply.start(request.receive)
+    except ApiError:
+        await settled(turn)  # (the failed reply is stored before the client hears of it)
+        raise
+    await recorded(reply)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not stream:
-        text = await reply.collect()
+        try:
+            text = await reply.collect()
+        except ApiError:
+            await settled(turn)
+            raise
+        await turn.recorder.flush()  # (a StoreError: 503)
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if reply.reply.tool_calls:
             message["content"] = text or None
@@ -170,7 +181,14 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
                     yield _chunk(cid, created, model, {"tool_calls": [tool_call(event, calls)]})
                     calls += 1
         except ApiError as err:
+            await settled(turn)
             yield sse(err.body())
+            yield sse("[DONE]")
+            return
+        try:
+            await turn.recorder.flush()
+        except StoreError as exc:
+            yield sse(store_error(exc).body())
             yield sse("[DONE]")
             return
         yield _chunk(cid, created, model, finish="tool_calls" if calls else "stop")

@@ -1,0 +1,283 @@
+"""What every history store shares: the async interface, statuses, errors, URLs (with their
+passwords masked), the migration files, and a blocking face for synchronous callers."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import re
+import threading
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import AiAssistantError
+from ..masking import MASK
+
+COMPLETE = "complete"
+STREAMING = "streaming"
+INTERRUPTED = "interrupted"
+FAILED = "failed"
+
+PROCESS_ENDED = "the process ended"  # the error of a reply whose writer died mid-stream
+
+CONVERSATION_COLUMNS = ("id", "title", "model", "system", "created_at", "updated_at", "owner")
+MESSAGE_COLUMNS = (
+    "id",
+    "conversation_id",
+    "role",
+    "content",
+    "model_id",
+    "status",
+    "error",
+    "created_at",
+    "completed_at",
+    "latency_ms",
+    "first_token_ms",
+    "input_tokens",
+    "output_tokens",
+    "writer",
+    "tool_calls",
+    "tool_call_id",
+    "score",
+    "score_comment",
+    "scored_at",
+)
+# what update_message may set
+UPDATABLE = frozenset(
+    {
+        "content",
+        "status",
+        "error",
+        "model_id",
+        "latency_ms",
+        "first_token_ms",
+        "input_tokens",
+        "output_tokens",
+        "completed_at",
+        "tool_calls",
+    }
+)
+
+
+class StoreError(AiAssistantError):
+    """The history store cannot do what was asked (cannot open, locked, unreachable)."""
+
+
+class StoreBusyError(StoreError):
+    """The store stayed locked (or out of connections) longer than ``storage.busy_timeout``:
+    worth retrying in a moment."""
+
+
+class UnknownConversationError(AiAssistantError, LookupError):
+    """No conversation has that id (or id prefix)."""
+
+
+class UnknownMessageError(AiAssistantError, LookupError):
+    """No assistant message has that id (among the caller's own conversations)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def default_store_path() -> Path:
+    """``$XDG_DATA_HOME/ai-assistant/history.db`` (``~/.local/share/...`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ai-assistant" / "history.db"
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///...`` URL (``sqlite:////abs`` or ``sqlite:///rel``), or the
+    path itself."""
+    if url.startswith("sqlite://"):
+        return url[len("sqlite://") :].removeprefix("/") or ":memory:"
+    return url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (in the netloc or a ``password=`` parameter) masked."""
+    url = str(url)
+    if not is_postgresql(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            user, _, password = userinfo.partition(":")
+            if password:
+                netloc = f"{user}:{MASK}@{hostport}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", rf"\1\2{MASK}", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_password(url: str) -> str | None:
+    """The password in a PostgreSQL URL, for redaction wherever the URL may be quoted."""
+    if not is_postgresql(url):
+        return None
+    parts = urlsplit(url)
+    found = re.search(r"(?i)(?:^|&)password=([^&]*)", parts.query)
+    return parts.password or (found.group(1) if found else None) or None
+
+
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` of each numbered ``migrations/<dialect>/NNNN_name.sql``, in
+    order. Each file runs whole, in one transaction, recorded in ``schema_migrations``; never
+    edit a published one: add the next number."""
+    folder = resources.files(__package__).joinpath("migrations", dialect)
+    found = []
+    for item in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", item.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), item.read_text("utf-8")))
+    return sorted(found)
+
+
+# the deferred writes of every store in this process: a blocking reader (another command in the
+# same process, a new store on the same file) first waits for them, so it reads what was written
+_DEFERRED: set[asyncio.Future] = set()
+
+
+def settle(timeout: float = 30.0) -> None:
+    """Wait for the deferred writes of this process that run on an event loop in another thread
+    (a no-op on that loop itself, and in the stores' own threads)."""
+    if threading.current_thread().name.startswith("ai-assistant-store-"):
+        return  # (the store's own threads never wait for what is queued behind them)
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for task in list(_DEFERRED):
+        if not task.done():
+            by_loop.setdefault(task.get_loop(), []).append(task)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for loop, tasks in by_loop.items():
+        if loop is running or loop.is_closed() or not loop.is_running():
+            continue
+
+        async def wait(tasks: list[asyncio.Future] = tasks) -> None:
+            await asyncio.wait(tasks)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(wait(), loop).result(timeout=timeout)
+
+
+atexit.register(settle)  # (the loop thread is a daemon: still running while atexit runs)
+
+
+class HistoryStore:
+    """The history store as the gateway and the chat core use it: every method a coroutine.
+
+    Rows are plain dicts with the same keys and values whichever database holds them;
+    ``owner=None`` means any owner (the local CLI), a name limits to that caller's own."""
+
+    url: str  # with the password masked
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect and migrate (a no-op once open)."""
+
+    async def close(self) -> None:
+        """Wait for pending writes, then let go of connections and the writer's liveness."""
+
+    async def check_writable(self) -> None:
+        raise NotImplementedError
+
+    async def schema_version(self) -> int:
+        raise NotImplementedError
+
+    async def counts(self) -> dict[str, int]:
+        """Rows per table: conversations, messages, writers."""
+        raise NotImplementedError
+
+    async def resolve(self, id_or_prefix: str, owner: str | None = None) -> str:
+        raise NotImplementedError
+
+    async def latest_conversation(self) -> str | None:
+        raise NotImplementedError
+
+    async def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def conversations(
+        self, limit: int | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def delete_conversation(self, id_or_prefix: str, owner: str | None = None) -> str:
+        raise NotImplementedError
+
+    async def set_conversation_model(self, conversation_id: str, model: str) -> None:
+        raise NotImplementedError
+
+    async def start_exchange(
+        self,
+        conversation_id: str | None,
+        model_id: str,
+        messages: list[str | dict[str, Any]],
+        *,
+        system: str | None = None,
+        owner: str | None = None,
+        new: bool = False,
+    ) -> tuple[str, int]:
+        """The conversation (created when ``conversation_id`` is None, or with that id when
+        ``new``), the new messages and the empty ``streaming`` reply, in one transaction.
+        Returns (conversation id, reply message id)."""
+        raise NotImplementedError
+
+    async def update_message(self, message_id: int, **fields: Any) -> None:
+        raise NotImplementedError
+
+    async def score_message(
+        self, message_id: int, score: float, comment: str | None, owner: str | None = None
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def export(self) -> list[dict[str, Any]]:
+        """Every conversation with its messages (for ``storage copy``)."""
+        raise NotImplementedError
+
+    async def import_conversation(self, conv: dict[str, Any]) -> int:
+        """Add ``conv`` (as ``export`` gives it) unless present; append the messages a copy
+        made earlier lacks. Returns how many messages were added."""
+        raise NotImplementedError
+
+    # -- the chat core's deferred writes --------------------------------------------------------
+
+    def defer(self, awaitable: Any) -> asyncio.Future:
+        """Run ``awaitable`` as a task this store waits for at ``close`` (and ``flush``), and
+        that blocking readers in other threads wait for (``settle``)."""
+        task = asyncio.ensure_future(awaitable)
+        pending = self.__dict__.setdefault("_deferred", set())
+        for bag in (pending, _DEFERRED):
+            bag.add(task)
+            task.add_done_callback(bag.discard)
+        return task
+
+    async def flush(self) -> None:
+        """Wait for every deferred write (their failures are their owners' to report)."""
+        pending = list(self.__dict__.get("_deferred", ()))
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def aio(self) -> HistoryStore:
+        return self
+
+
+def format_store_error(url: str, exc: BaseException) -> str:
+    """One line about ``exc`` that never carries the URL's password."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    password = url_password(url)
+    if password:
+        text = text.replace(password, MASK)
+    return text

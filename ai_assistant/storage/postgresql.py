@@ -1,0 +1,462 @@
+"""Conversation history in PostgreSQL, for several gateway workers and hosts over one database:
+psycopg 3's async driver with a connection pool (``storage.pool_size``).
+
+Who is writing a ``streaming`` reply: each store that writes replies is a *writer*, with a row in
+``writers`` (pid and host, for people) and a session advisory lock ``(ADVISORY_CLASS,
+lock_key)`` held by a connection of its own for as long as the store is open. The server drops a
+session's advisory locks when the session ends -- the process exits or is killed, its host
+vanishes (once TCP keepalive notices) -- so a writer whose lock no session holds in ``pg_locks``
+is dead, on whatever host it ran, and its replies are marked ``interrupted``. A random key is
+never reused the way a backend pid in ``pg_stat_activity`` is, and needs no heartbeat or clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import uuid
+from typing import Any
+
+from .base import (
+    CONVERSATION_COLUMNS,
+    INTERRUPTED,
+    MESSAGE_COLUMNS,
+    PROCESS_ENDED,
+    STREAMING,
+    HistoryStore,
+    StoreBusyError,
+    StoreError,
+    UnknownMessageError,
+    format_store_error,
+    mask_url,
+    migrations,
+    now,
+)
+from .sqlite import COMPLETE, message_rows, pick, title_of, update_columns
+
+ADVISORY_CLASS = 0x41494153  # "AIAS": the first key of every lock this store takes
+MIGRATION_LOCK = 0  # (ADVISORY_CLASS, 0): held while migrating
+
+_CONV = ", ".join(CONVERSATION_COLUMNS)
+_MSG = ", ".join(f"m.{c}" for c in MESSAGE_COLUMNS)
+
+# the live writers' keys: advisory locks held by any session on this database
+_LIVE_KEYS = (
+    "SELECT objid::text::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    f"AND classid = {ADVISORY_CLASS}::oid AND objsubid = 2 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+class PostgresStore(HistoryStore):
+    """The history store in PostgreSQL (``postgresql://user:password@host/db``)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 10, busy_timeout: float = 5.0) -> None:
+        self._conninfo = url
+        self.url = mask_url(url)
+        self.pool_size = pool_size
+        self.busy_timeout = float(busy_timeout)
+        self._pool: Any = None
+        self._opening: asyncio.Lock | None = None
+        self._writer_conn: Any = None
+        self._writer_id: str | None = None
+        self._writer_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    def _error(self, exc: BaseException, doing: str) -> StoreError:
+        """A store error for ``exc`` that names the store, never its password."""
+        from psycopg import errors
+        from psycopg_pool import PoolTimeout
+
+        why = format_store_error(self._conninfo, exc)
+        if isinstance(exc, (PoolTimeout, errors.LockNotAvailable, errors.QueryCanceled)):
+            return StoreBusyError(
+                f"the history store {self.url} stayed busy for {self.busy_timeout:g} s "
+                f"(storage.busy_timeout) while {doing}: {why}",
+                hint="retry in a moment",
+            )
+        return StoreError(f"the history store {self.url} failed while {doing}: {why}")
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is not None:
+                return
+            import psycopg
+            from psycopg_pool import AsyncConnectionPool
+
+            timeout_ms = int(self.busy_timeout * 1000)
+
+            async def configure(conn: Any) -> None:
+                await conn.execute(f"SET lock_timeout = {timeout_ms}")
+
+            try:  # first one connection, to fail fast and clearly, and to migrate
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=max(2, int(timeout_ms / 1000))
+                )
+                async with conn:
+                    await self._migrate(conn)
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot open the history store {self.url}: "
+                    f"{format_store_error(self._conninfo, exc)}",
+                    hint="check storage.url and that the server is reachable",
+                ) from None
+            pool = AsyncConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs={"autocommit": True},
+                configure=configure,
+                timeout=self.busy_timeout,
+                open=False,
+                name="ai-assistant-history",
+            )
+            await pool.open(wait=False)
+            self._pool = pool
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._writer_conn is not None:
+            try:
+                async with self._conn() as conn:
+                    await conn.execute("DELETE FROM writers WHERE id = %s", (self._writer_id,))
+            except StoreError:
+                pass
+            await self._writer_conn.close()  # (its advisory lock goes with it)
+            self._writer_conn = self._writer_id = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _conn(self) -> Any:
+        return _Connection(self)
+
+    async def _migrate(self, conn: Any) -> None:
+        """Each numbered file of ``migrations/postgresql`` not yet applied, whole, in one
+        transaction, under an advisory lock: a second process migrating at the same time waits
+        for the first, then finds nothing left to do."""
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_CLASS, MIGRATION_LOCK)
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            applied = {r[0] for r in await cur.fetchall()}
+            for version, _name, sql in migrations("postgresql"):
+                if version in applied:
+                    continue
+                await conn.execute(sql.encode())  # whole: several statements, no parameters
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                    (version, now()),
+                )
+
+    async def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        async with self._conn() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+    async def _execute(self, sql: str, params: Any = ()) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql, params)
+
+    # -- writers -----------------------------------------------------------------------------
+
+    async def _writer(self) -> str:
+        """This store's writer id: its lock first, then its row, so that no reader sees a
+        writer whose lock is not yet held."""
+        if self._writer_id is not None:
+            return self._writer_id
+        if self._writer_lock is None:
+            self._writer_lock = asyncio.Lock()
+        async with self._writer_lock:
+            if self._writer_id is not None:
+                return self._writer_id
+            import psycopg
+
+            key = secrets.randbelow(2**31 - 2) + 1
+            writer_id = uuid.uuid4().hex
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                await conn.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_CLASS, key))
+            except psycopg.Error as exc:
+                raise self._error(exc, "registering as a writer") from None
+            await self._execute(
+                "INSERT INTO writers (id, pid, host, started_at, lock_key) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (writer_id, os.getpid(), socket.gethostname(), now(), key),
+            )
+            self._writer_conn, self._writer_id = conn, writer_id
+        return writer_id
+
+    async def _sweep(self) -> None:
+        """Mark the streaming replies of writers that no live session holds the lock of as
+        interrupted, and forget those writers (one short transaction)."""
+        own = self._writer_id or ""
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE messages SET status = %s, error = %s, completed_at = %s "
+                "WHERE status = 'streaming' AND writer IS NOT NULL AND writer <> %s "
+                "AND writer NOT IN (SELECT id FROM writers WHERE lock_key IN "
+                f"({_LIVE_KEYS}))",
+                (INTERRUPTED, PROCESS_ENDED, now(), own),
+            )
+            await conn.execute(
+                f"DELETE FROM writers WHERE id <> %s AND lock_key NOT IN ({_LIVE_KEYS})", (own,)
+            )
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def check_writable(self) -> None:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            if (await cur.fetchone())[0]:
+                raise StoreError(f"the history store {self.url} is a read-only replica")
+
+    async def schema_version(self) -> int:
+        rows = await self._rows("SELECT MAX(version) AS v FROM schema_migrations")
+        return rows[0]["v"] or 0
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._rows(
+            "SELECT (SELECT COUNT(*) FROM conversations) AS conversations, "
+            "(SELECT COUNT(*) FROM messages) AS messages, "
+            "(SELECT COUNT(*) FROM writers) AS writers"
+        )
+        return {k: int(v) for k, v in rows[0].items()}
+
+    @staticmethod
+    def _owned(owner: str | None, column: str = "owner") -> tuple[str, tuple[Any, ...]]:
+        return ("", ()) if owner is None else (f" AND {column} = %s", (owner,))
+
+    async def resolve(self, id_or_prefix: str, owner: str | None = None) -> str:
+        where, extra = self._owned(owner)
+        rows = await self._rows(
+            f"SELECT id FROM conversations WHERE (id = %s OR id ILIKE %s){where} "
+            "ORDER BY updated_at DESC",
+            (id_or_prefix, id_or_prefix.replace("%", "").replace("_", "") + "%", *extra),
+        )
+        return pick(id_or_prefix, [r["id"] for r in rows])
+
+    async def latest_conversation(self) -> str | None:
+        rows = await self._rows(
+            "SELECT id FROM conversations ORDER BY updated_at DESC, seq DESC LIMIT 1"
+        )
+        return rows[0]["id"] if rows else None
+
+    async def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
+        conversation_id = await self.resolve(id_or_prefix, owner)
+        await self._sweep()
+        conv = (
+            await self._rows(f"SELECT {_CONV} FROM conversations WHERE id = %s", (conversation_id,))
+        )[0]
+        conv["messages"] = await self._rows(
+            f"SELECT {_MSG}, w.pid AS writer_pid, w.host AS writer_host FROM messages m "
+            "LEFT JOIN writers w ON w.id = m.writer AND m.status = %s "
+            "WHERE m.conversation_id = %s ORDER BY m.id",
+            (STREAMING, conversation_id),
+        )
+        for message in conv["messages"]:
+            message["tool_calls"] = json.loads(message["tool_calls"] or "[]")
+        return conv
+
+    async def conversations(
+        self, limit: int | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        await self._sweep()
+        where, extra = self._owned(owner, "c.owner")
+        columns = ", ".join(f"c.{c}" for c in CONVERSATION_COLUMNS)
+        sql = (
+            f"SELECT {columns}, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)"
+            f" AS message_count FROM conversations c WHERE TRUE{where} "
+            "ORDER BY c.updated_at DESC, c.seq DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return await self._rows(sql, extra)
+
+    async def delete_conversation(self, id_or_prefix: str, owner: str | None = None) -> str:
+        conversation_id = await self.resolve(id_or_prefix, owner)
+        await self._execute("DELETE FROM conversations WHERE id = %s", (conversation_id,))
+        return conversation_id
+
+    async def set_conversation_model(self, conversation_id: str, model: str) -> None:
+        await self._execute(
+            "UPDATE conversations SET model = %s, updated_at = %s WHERE id = %s",
+            (model, now(), conversation_id),
+        )
+
+    async def start_exchange(
+        self,
+        conversation_id: str | None,
+        model_id: str,
+        messages: list[str | dict[str, Any]],
+        *,
+        system: str | None = None,
+        owner: str | None = None,
+        new: bool = False,
+    ) -> tuple[str, int]:
+        rows = message_rows(messages)
+        writer = await self._writer()
+        stamp = now()
+        async with self._conn() as conn, conn.transaction():
+            if conversation_id is None or new:
+                conversation_id = conversation_id or uuid.uuid4().hex
+                await conn.execute(
+                    "INSERT INTO conversations (id, title, model, system, created_at, "
+                    "updated_at, owner) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (conversation_id, title_of(rows), model_id, system, stamp, stamp, owner),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE conversations SET updated_at = %s WHERE id = %s",
+                    (stamp, conversation_id),
+                )
+            insert = (
+                "INSERT INTO messages (conversation_id, role, content, model_id, status, "
+                "created_at, completed_at, writer, tool_call_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            )
+            if rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        insert,
+                        [
+                            (
+                                conversation_id,
+                                r["role"],
+                                r["content"],
+                                None,
+                                COMPLETE,
+                                stamp,
+                                stamp,
+                                None,
+                                r.get("tool_call_id"),
+                            )
+                            for r in rows
+                        ],
+                    )
+            cur = await conn.execute(
+                insert + " RETURNING id",
+                (conversation_id, "assistant", "", model_id, STREAMING, stamp, None, writer, None),
+            )
+            reply_id = (await cur.fetchone())[0]
+        return conversation_id, int(reply_id)
+
+    async def update_message(self, message_id: int, **fields: Any) -> None:
+        columns, values = update_columns(fields, "%s")
+        await self._execute(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
+
+    async def score_message(
+        self, message_id: int, score: float, comment: str | None, owner: str | None = None
+    ) -> dict[str, Any]:
+        from psycopg.rows import dict_row
+
+        where, extra = self._owned(owner, "c.owner")
+        async with self._conn() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT m.id, m.conversation_id, m.model_id, c.owner FROM messages m "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                f"WHERE m.id = %s AND m.role = 'assistant'{where} FOR UPDATE OF m",
+                (message_id, *extra),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                raise UnknownMessageError(f"no assistant message {message_id}")
+            await conn.execute(
+                "UPDATE messages SET score = %s, score_comment = %s, scored_at = %s WHERE id = %s",
+                (score, comment, now(), message_id),
+            )
+        return rows[0]
+
+    async def export(self) -> list[dict[str, Any]]:
+        await self._sweep()
+        convs = await self._rows(f"SELECT {_CONV} FROM conversations ORDER BY created_at, seq")
+        messages: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._rows(f"SELECT {_MSG} FROM messages m ORDER BY id"):
+            messages.setdefault(row["conversation_id"], []).append(row)
+        for conv in convs:
+            conv["messages"] = messages.get(conv["id"], [])
+        return convs
+
+    async def import_conversation(self, conv: dict[str, Any]) -> int:
+        """Add ``conv`` and its messages (new message ids; a reply still ``streaming`` in the
+        source arrives ``interrupted``), or, when it is here already, the messages it has
+        gained since: one transaction per conversation, so a copy run twice adds nothing."""
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO conversations (id, title, model, system, created_at, updated_at, "
+                "owner) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "model = EXCLUDED.model, updated_at = EXCLUDED.updated_at",
+                tuple(conv[c] for c in CONVERSATION_COLUMNS),
+            )
+            cur = await conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = %s", (conv["id"],)
+            )
+            have = (await cur.fetchone())[0]
+            missing = conv["messages"][have:]
+            columns = [c for c in MESSAGE_COLUMNS if c not in ("id", "writer")]
+            rows = []
+            for message in missing:
+                message = dict(message)
+                if message["status"] == STREAMING:
+                    message.update(status=INTERRUPTED, error=PROCESS_ENDED)
+                if not isinstance(message.get("tool_calls"), (str, type(None))):
+                    message["tool_calls"] = json.dumps(message["tool_calls"]) or None
+                rows.append(tuple(message.get(c) for c in columns))
+            if rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        f"INSERT INTO messages ({', '.join(columns)}) "
+                        f"VALUES ({', '.join(['%s'] * len(columns))})",
+                        rows,
+                    )
+        return len(rows)
+
+
+class _Connection:
+    """``async with store._conn() as conn``: a pooled connection (the pool opened on first
+    use); psycopg's and the pool's errors become ``StoreError``s that name the store."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self._cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        await self.store.open()
+        self._cm = self.store._pool.connection()
+        try:
+            return await self._cm.__aenter__()
+        except Exception as exc:
+            raise self.store._error(exc, "waiting for a connection") from None
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        import psycopg
+
+        try:
+            await self._cm.__aexit__(kind, exc, tb)
+        except psycopg.Error as error:
+            raise self.store._error(error, "finishing a query") from None
+        if isinstance(exc, psycopg.Error):
+            raise self.store._error(exc, "running a query") from None
+        return False

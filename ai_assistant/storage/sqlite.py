@@ -1,0 +1,730 @@
+"""Conversation history in SQLite: one file per host, numbered migrations, a writer thread.
+
+WAL mode and one short transaction per write, so a process killed mid-reply leaves a consistent
+database (with the reply's text up to its last flush) and readers never wait on a writer. Every
+wait for another process's write lock is bounded by ``storage.busy_timeout``; past it a write
+raises ``StoreBusyError`` (the gateway's 503) instead of waiting on.
+
+``SQLiteStore`` is the blocking store the CLI uses; ``AsyncSQLiteStore`` is the same store for
+an event loop, datasette-style: writes queue to one writer thread, reads run in a small thread
+pool on a connection of their own, so a locked database never stalls the loop.
+
+The file is private: created 0600 (SQLite gives its -wal and -shm files the same mode), in
+folders created 0700; folders that already exist keep their mode.
+
+Who is writing a ``streaming`` reply: each process that writes replies is a *writer*, with a row
+in ``writers`` (pid and host, for people to read) and a lock file in ``<database>-writers/`` on
+which it holds an exclusive ``flock`` for as long as its store is open. The kernel drops that lock
+whenever the process ends, kill -9 included, so a reader that can take the lock knows that no
+live process owns the writer's replies, and marks them ``interrupted`` ("the process ended").
+Unlike a pid, a lock cannot be inherited by an unrelated process that reuses the number; unlike a
+heartbeat, it needs no clock, no background thread and no staleness horizon, so a slow or paused
+writer is never mistaken for a dead one. It holds across gateway workers and across hosts that
+share the folder, wherever the file system honours locks -- which SQLite needs anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import json
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    PROCESS_ENDED,
+    STREAMING,
+    UPDATABLE,
+    HistoryStore,
+    StoreBusyError,
+    StoreError,
+    UnknownConversationError,
+    UnknownMessageError,
+    migrations,
+    now,
+    settle,
+)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: writers are not tracked, replies stay streaming
+    fcntl = None  # type: ignore[assignment]
+
+BUSY_TIMEOUT = 5.0  # seconds: storage.busy_timeout's default
+
+# writer ids held by stores open in this process: alive by definition, and never probed (where
+# flock is emulated with POSIX locks, as on NFS, probing one's own lock would release it)
+_OWN_WRITERS: set[str] = set()
+
+
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parent 0700; folders that exist are left alone."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for item in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process just made it
+            item.mkdir(mode=0o700)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty ``path`` 0600 unless it exists (the mode of an existing file is kept)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _release_writer(writer_id: str, fd: int, lock_path: Path) -> None:
+    """Give up a writer's lock and its file (at close, or when the store is collected)."""
+    _OWN_WRITERS.discard(writer_id)
+    with contextlib.suppress(OSError):
+        lock_path.unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+class SQLiteStore:
+    """The history database, blocking. Safe to share between threads: one connection for
+    writes and one for reads, each behind its own lock."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = Path(path)
+        self.url = str(path)
+        self.busy_timeout = float(busy_timeout)
+        self._in_memory = str(path) == ":memory:"
+        # every process must find the same lock files, however it names the database
+        real = self.path.expanduser().resolve()
+        self.writers_dir = real.with_name(real.name + "-writers")
+        self._writer_id: str | None = None
+        self._writer_release: weakref.finalize | None = None
+        self._writer_lock = threading.Lock()  # one writer per store, even if threads race
+        self._aio: AsyncSQLiteStore | None = None
+        try:
+            if not self._in_memory:
+                _make_private_folders(self.path.parent)
+                _create_private_file(self.path)
+            self._db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the history database {self.path}: {exc}",
+                hint="set storage.url to a writable file, or pass --no-log",
+            ) from None
+        self._lock = threading.Lock()
+        with self._busy_as_error():
+            self._enable_wal()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        # reads on a connection of their own: under WAL they never wait for a writer, not even
+        # for this store's own writer thread while it waits out another process's lock
+        self._reader, self._read_lock = self._db, self._lock
+        if not self._in_memory:
+            self._reader, self._read_lock = self._connect(), threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _enable_wal(self) -> None:
+        """Switch a new file to WAL (a no-op once it is). When another process is setting up the
+        same new file, SQLite answers "locked" at once rather than wait (waiting could deadlock),
+        so wait here, as long as for any other lock, and try again."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    @contextlib.contextmanager
+    def _busy_as_error(self) -> Iterator[None]:
+        """A lock that outlasted ``busy_timeout`` is ``StoreBusyError``, naming the store."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            raise StoreBusyError(
+                f"the history store {self.path} stayed locked by another process for "
+                f"{self.busy_timeout:g} s (storage.busy_timeout)",
+                hint="retry in a moment",
+            ) from None
+
+    def close(self) -> None:
+        self._settle()
+        if self._aio is not None:
+            self._aio.shutdown()
+        if self._writer_release is not None and self._writer_release.alive:
+            with contextlib.suppress(sqlite3.Error, StoreError):
+                self._write("DELETE FROM writers WHERE id = ?", (self._writer_id,))
+            self._writer_release()
+        if self._reader is not self._db:
+            self._reader.close()
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    @property
+    def aio(self) -> AsyncSQLiteStore:
+        """This store for an event loop (made on first use)."""
+        if self._aio is None:
+            self._aio = AsyncSQLiteStore(self)
+        return self._aio
+
+    def _settle(self) -> None:
+        """Wait for the writes the chat core deferred to an event loop in another thread, so
+        that what this thread reads next includes them (and nothing is lost at exit)."""
+        settle(self.busy_timeout * 3 + 5)
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Each numbered file of ``migrations/sqlite`` not yet applied, whole, in one
+        ``BEGIN IMMEDIATE`` transaction that first records its version: when another process
+        migrates at the same time, one waits for the other's write lock and then finds the
+        version taken, and rolls back."""
+        with self._lock:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            applied = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations")}
+            for version, _name, sql in migrations("sqlite"):
+                if version in applied:
+                    continue
+                script = (
+                    "BEGIN IMMEDIATE;\n"
+                    f"INSERT INTO schema_migrations (version, applied_at) "
+                    f"VALUES ({version}, '{now()}');\n{sql}\n;COMMIT;"
+                )
+                try:
+                    self._db.executescript(script)
+                except sqlite3.IntegrityError:  # another process applied it meanwhile
+                    self._rollback()
+                except BaseException:
+                    self._rollback()
+                    raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def check_writable(self) -> None:
+        """Raise if a write could not start now (read-only file, locked database)."""
+        with self._busy_as_error(), self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+
+    def schema_version(self) -> int:
+        row = self._read("SELECT MAX(version) AS v FROM schema_migrations")
+        return row[0]["v"] or 0
+
+    def counts(self) -> dict[str, int]:
+        self._settle()
+        return {
+            table: self._read(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+            for table in ("conversations", "messages", "writers")
+        }
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Several statements, one short write transaction."""
+        self._settle()
+        with self._busy_as_error(), self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement, one short transaction (autocommit)."""
+        self._settle()
+        with self._busy_as_error(), self._lock:
+            return self._db.execute(sql, params)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._busy_as_error(), self._read_lock:
+            return [dict(r) for r in self._reader.execute(sql, params).fetchall()]
+
+    # -- writers: who owns a streaming reply -------------------------------------------------
+
+    def _writer(self) -> str | None:
+        """This store's writer id, registered on first use: lock file first, then the row, so a
+        reader never sees a writer whose lock is not yet held. None where locks are unavailable
+        (the replies then stay ``streaming`` if the process dies, as before)."""
+        if self._writer_id is not None or self._in_memory or fcntl is None:
+            return self._writer_id
+        with self._writer_lock:
+            if self._writer_id is None:
+                self._writer_id = self._register_writer()
+        return self._writer_id
+
+    def _register_writer(self) -> str | None:
+        writer_id = uuid.uuid4().hex
+        lock_path = self.writers_dir / f"{writer_id}.lock"
+        fd = -1
+        try:
+            _make_private_folders(self.writers_dir)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if fd >= 0:
+                _release_writer(writer_id, fd, lock_path)
+            return None
+        _OWN_WRITERS.add(writer_id)
+        self._writer_release = weakref.finalize(self, _release_writer, writer_id, fd, lock_path)
+        try:
+            self._write(
+                "INSERT INTO writers (id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+                (writer_id, os.getpid(), socket.gethostname(), now()),
+            )
+        except BaseException:
+            self._writer_release()
+            raise
+        return writer_id
+
+    def _writer_is_dead(self, writer_id: str) -> bool:
+        """True when no live process holds the writer's lock. Unsure is alive: a file that
+        cannot be opened or locked for another reason never marks a reply."""
+        if writer_id in _OWN_WRITERS or fcntl is None:
+            return False
+        try:
+            fd = os.open(self.writers_dir / f"{writer_id}.lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return True  # its process ended and a reader already cleaned up after it
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: its process is alive (or the lock cannot be tested)
+        finally:
+            os.close(fd)  # a successful probe's lock goes with it
+        return True
+
+    def _sweep(self) -> set[str]:
+        """Mark the streaming replies of writers whose process has ended as interrupted, and
+        forget those writers. Cheap when nothing died: one small query and one lock probe per
+        other live writer process. Returns the dead writers whose replies could not be marked
+        (a read-only file, a busy database), for readers to correct in what they return."""
+        writers = {r["id"] for r in self._read("SELECT id FROM writers")}
+        # and writers whose row is gone (a store closed mid-reply): the partial index holds
+        # only streaming replies, so this stays small
+        writers.update(
+            r["writer"]
+            for r in self._read(
+                "SELECT DISTINCT writer FROM messages "
+                "WHERE status = 'streaming' AND writer IS NOT NULL"
+            )
+        )
+        dead = sorted(w for w in writers if self._writer_is_dead(w))
+        if not dead:
+            return set()
+        marks = ",".join("?" * len(dead))
+        # readers must not wait long on another write: try briefly, and leave the marking to
+        # the next reader if the database (or this store's own writer) stays busy
+        if not self._lock.acquire(timeout=0.2):
+            return set(dead)
+        try:
+            self._db.execute("PRAGMA busy_timeout = 200")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(
+                        "UPDATE messages SET status = ?, error = ?, completed_at = ? "
+                        f"WHERE status = 'streaming' AND writer IN ({marks})",
+                        (INTERRUPTED, PROCESS_ENDED, now(), *dead),
+                    )
+                    self._db.execute(f"DELETE FROM writers WHERE id IN ({marks})", dead)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error:
+            return set(dead)
+        finally:
+            self._lock.release()
+        for writer_id in dead:
+            with contextlib.suppress(OSError):
+                (self.writers_dir / f"{writer_id}.lock").unlink()
+        return set()
+
+    # -- conversations -----------------------------------------------------------------------
+
+    @staticmethod
+    def _owned(owner: str | None) -> tuple[str, tuple[Any, ...]]:
+        # owner None means "any" (the local CLI); a gateway user sees only their own
+        return ("", ()) if owner is None else (" AND owner = ?", (owner,))
+
+    def resolve(self, id_or_prefix: str, owner: str | None = None) -> str:
+        """The full id of the conversation whose id is or starts with ``id_or_prefix``."""
+        self._settle()
+        where, extra = self._owned(owner)
+        rows = self._read(
+            f"SELECT id FROM conversations WHERE (id = ? OR id LIKE ?){where} "
+            "ORDER BY updated_at DESC",
+            (id_or_prefix, id_or_prefix.replace("%", "").replace("_", "") + "%", *extra),
+        )
+        return pick(id_or_prefix, [r["id"] for r in rows])
+
+    def latest_conversation(self) -> str | None:
+        self._settle()
+        rows = self._read(
+            "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+        )
+        return rows[0]["id"] if rows else None
+
+    def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
+        """The conversation with its messages, oldest first."""
+        conversation_id = self.resolve(id_or_prefix, owner)
+        unmarked = self._sweep()
+        conv = self._read("SELECT * FROM conversations WHERE id = ?", (conversation_id,))[0]
+        conv["messages"] = self._read(
+            "SELECT m.*, w.pid AS writer_pid, w.host AS writer_host FROM messages m "
+            "LEFT JOIN writers w ON w.id = m.writer AND m.status = ? "
+            "WHERE m.conversation_id = ? ORDER BY m.id",
+            (STREAMING, conversation_id),
+        )
+        fix_messages(conv["messages"], unmarked)
+        return conv
+
+    def conversations(
+        self, limit: int | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first, with a message count."""
+        self._settle()
+        self._sweep()
+        where, extra = self._owned(owner)
+        sql = (
+            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
+            f"AS message_count FROM conversations c WHERE 1=1{where} "
+            "ORDER BY c.updated_at DESC, c.rowid DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._read(sql, extra)
+
+    def delete_conversation(self, id_or_prefix: str, owner: str | None = None) -> str:
+        conversation_id = self.resolve(id_or_prefix, owner)
+        self._write("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        return conversation_id
+
+    def set_conversation_model(self, conversation_id: str, model: str) -> None:
+        self._write(
+            "UPDATE conversations SET model = ?, updated_at = ? WHERE id = ?",
+            (model, now(), conversation_id),
+        )
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _insert_message(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        model_id: str | None,
+        status: str,
+        stamp: str,
+        writer: str | None = None,
+        tool_call_id: str | None = None,
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at, "
+            "completed_at, writer, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                role,
+                content,
+                model_id,
+                status,
+                stamp,
+                stamp if status == COMPLETE else None,
+                writer,
+                tool_call_id,
+            ),
+        )
+        return int(cursor.lastrowid)
+
+    def start_exchange(
+        self,
+        conversation_id: str | None,
+        model_id: str,
+        messages: list[str | dict[str, Any]],
+        *,
+        system: str | None = None,
+        owner: str | None = None,
+        new: bool = False,
+    ) -> tuple[str, int]:
+        """One transaction for the start of an exchange: the conversation (new when
+        ``conversation_id`` is None, or with that id when ``new``), the new messages (user
+        texts, or ``{"role", "content", "tool_call_id"}`` for user and tool messages), and the
+        assistant's reply, empty and ``streaming``, owned by this process's writer. Returns
+        (conversation id, reply message id)."""
+        rows = message_rows(messages)
+        writer = self._writer()
+        stamp = now()
+        with self._transaction():
+            if conversation_id is None or new:
+                conversation_id = conversation_id or uuid.uuid4().hex
+                self._db.execute(
+                    "INSERT INTO conversations (id, title, model, system, created_at, "
+                    "updated_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (conversation_id, title_of(rows), model_id, system, stamp, stamp, owner),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                    (stamp, conversation_id),
+                )
+            for row in rows:
+                self._insert_message(
+                    conversation_id,
+                    row["role"],
+                    row["content"],
+                    None,
+                    COMPLETE,
+                    stamp,
+                    tool_call_id=row.get("tool_call_id"),
+                )
+            reply_id = self._insert_message(
+                conversation_id, "assistant", "", model_id, STREAMING, stamp, writer
+            )
+        return conversation_id, reply_id
+
+    def update_message(self, message_id: int, **fields: Any) -> None:
+        """Set columns of one message (content, status, error, model_id, latency...)."""
+        columns, values = update_columns(fields)
+        self._write(f"UPDATE messages SET {columns} WHERE id = ?", (*values, message_id))
+
+    def score_message(
+        self, message_id: int, score: float, comment: str | None, owner: str | None = None
+    ) -> dict[str, Any]:
+        """Store feedback on an assistant message of ``owner``'s conversations (any, for
+        ``None``: the local CLI and a keyless gateway). Returns the message with its
+        conversation id and model; ``UnknownMessageError`` for any other message."""
+        self._settle()
+        where, extra = self._owned(owner)
+        with self._transaction():
+            rows = [
+                dict(r)
+                for r in self._db.execute(
+                    "SELECT m.id, m.conversation_id, m.model_id, c.owner FROM messages m "
+                    "JOIN conversations c ON c.id = m.conversation_id "
+                    f"WHERE m.id = ? AND m.role = 'assistant'{where.replace('owner', 'c.owner')}",
+                    (message_id, *extra),
+                )
+            ]
+            if not rows:
+                raise UnknownMessageError(f"no assistant message {message_id}")
+            self._db.execute(
+                "UPDATE messages SET score = ?, score_comment = ?, scored_at = ? WHERE id = ?",
+                (score, comment, now(), message_id),
+            )
+        return rows[0]
+
+    # -- copying -----------------------------------------------------------------------------
+
+    def export(self) -> list[dict[str, Any]]:
+        self._settle()
+        self._sweep()
+        convs = self._read("SELECT * FROM conversations ORDER BY created_at, rowid")
+        messages: dict[str, list[dict[str, Any]]] = {}
+        for row in self._read("SELECT * FROM messages ORDER BY id"):
+            messages.setdefault(row["conversation_id"], []).append(row)
+        for conv in convs:
+            conv["messages"] = messages.get(conv["id"], [])
+        return convs
+
+
+# -- what both dialects share ------------------------------------------------------------------
+
+
+def pick(id_or_prefix: str, ids: list[str]) -> str:
+    """The one conversation id that ``id_or_prefix`` names among the ``ids`` it matched."""
+    if id_or_prefix in ids:
+        return id_or_prefix
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise UnknownConversationError(
+            f"no conversation {id_or_prefix!r}",
+            hint="`ai-assistant conversations list` shows the ids",
+        )
+    raise UnknownConversationError(
+        f"{id_or_prefix!r} matches {len(ids)} conversations", hint="give more of the id"
+    )
+
+
+def message_rows(messages: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": m} if isinstance(m, str) else m for m in messages]
+
+
+def title_of(rows: list[dict[str, Any]]) -> str:
+    users = (r["content"] for r in rows if r["role"] == "user")
+    title = next((t for t in users if t.strip()), "")
+    return " ".join(title.split())[:80] or "(untitled)"
+
+
+def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[Any]]:
+    """``"a = ?, b = ?"`` and the values for ``update_message``'s ``fields``."""
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"unknown message fields: {sorted(unknown)}")
+    if fields.get("tool_calls") is not None:
+        fields["tool_calls"] = json.dumps(fields["tool_calls"])
+    if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
+        fields.setdefault("completed_at", now())
+    return ", ".join(f"{name} = {mark}" for name in fields), list(fields.values())
+
+
+def fix_messages(messages: list[dict[str, Any]], unmarked: set[str]) -> None:
+    """Decode tool calls; show the replies of dead writers that could not be marked yet as
+    interrupted."""
+    for message in messages:
+        message["tool_calls"] = json.loads(message["tool_calls"] or "[]")
+        if message["status"] == STREAMING and message["writer"] in unmarked:
+            message.update(
+                status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
+            )
+
+
+class WriterThread:
+    """One daemon thread that runs queued writes in order (datasette's write thread). Not a
+    ``ThreadPoolExecutor``: those refuse work once the interpreter starts to exit, and the
+    last writes of a CLI chat are waited for at exit."""
+
+    def __init__(self, name: str = "ai-assistant-store-writer") -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+                future.set_exception(exc)
+
+
+class AsyncSQLiteStore(HistoryStore):
+    """``SQLiteStore`` for an event loop: writes queue to one writer thread (in order), reads
+    run in a few reader threads; the loop itself never touches the file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, core: SQLiteStore) -> None:
+        self.core = core
+        self.url = core.url
+        self._writes = WriterThread()
+        self._reads = ThreadPoolExecutor(4, thread_name_prefix="ai-assistant-store-reader")
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLiteStore({self.url!r})"
+
+    async def _run(self, pool: Any, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        call = functools.partial(fn, *args, **kw)
+        if isinstance(pool, WriterThread):
+            return await asyncio.wrap_future(pool.submit(call))
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    def shutdown(self) -> None:
+        self._writes.stop()
+        self._reads.shutdown(wait=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        await self._run(self._writes, lambda: None)  # (what is queued is written)
+
+    async def check_writable(self) -> None:
+        await self._run(self._reads, self.core.check_writable)
+
+    async def schema_version(self) -> int:
+        return await self._run(self._reads, self.core.schema_version)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._run(self._reads, self.core.counts)
+
+    async def resolve(self, id_or_prefix: str, owner: str | None = None) -> str:
+        return await self._run(self._reads, self.core.resolve, id_or_prefix, owner)
+
+    async def latest_conversation(self) -> str | None:
+        return await self._run(self._reads, self.core.latest_conversation)
+
+    async def conversation(self, id_or_prefix: str, owner: str | None = None) -> dict[str, Any]:
+        return await self._run(self._reads, self.core.conversation, id_or_prefix, owner)
+
+    async def conversations(
+        self, limit: int | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._reads, self.core.conversations, limit, owner)
+
+    async def delete_conversation(self, id_or_prefix: str, owner: str | None = None) -> str:
+        return await self._run(self._writes, self.core.delete_conversation, id_or_prefix, owner)
+
+    async def set_conversation_model(self, conversation_id: str, model: str) -> None:
+        await self._run(self._writes, self.core.set_conversation_model, conversation_id, model)
+
+    async def start_exchange(self, conversation_id, model_id, messages, **kw) -> tuple[str, int]:
+        return await self._run(
+            self._writes, self.core.start_exchange, conversation_id, model_id, messages, **kw
+        )
+
+    async def update_message(self, message_id: int, **fields: Any) -> None:
+        await self._run(self._writes, self.core.update_message, message_id, **fields)
+
+    async def score_message(self, message_id, score, comment, owner=None) -> dict[str, Any]:
+        return await self._run(
+            self._writes, self.core.score_message, message_id, score, comment, owner
+        )
+
+    async def export(self) -> list[dict[str, Any]]:
+        return await self._run(self._reads, self.core.export)

@@ -1,0 +1,460 @@
+"""The history store behaves the same on SQLite and on a real PostgreSQL (from the ``pgserver``
+wheel, or ``AI_ASSISTANT_TEST_POSTGRES_URL``): conversations, every stored field, owners,
+prefixes, live and dead writers, concurrent migrations; ``storage status`` and ``storage copy``;
+and a locked SQLite file never stalls the gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from ai_assistant import load_host
+from ai_assistant.server import create_app
+from ai_assistant.storage import (
+    SQLiteStore,
+    SyncStore,
+    UnknownConversationError,
+    UnknownMessageError,
+    mask_url,
+)
+from ai_assistant.storage.base import MESSAGE_COLUMNS
+from ai_assistant.storage.postgresql import PostgresStore
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+# -- PostgreSQL for the tests ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A PostgreSQL server's URL: AI_ASSISTANT_TEST_POSTGRES_URL, or one the pgserver wheel
+    starts for the session (no server needs to be installed)."""
+    url = os.environ.get("AI_ASSISTANT_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    pgserver = pytest.importorskip("pgserver", reason="pip install pgserver (the test extra)")
+    # (not under pytest's tmp folder: run as root, pgserver starts the server as its own user,
+    # which must be able to reach the data folder)
+    data = tempfile.mkdtemp(prefix="ai-assistant-pg-")
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty database on the test server, dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(postgres_server)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path):
+    """The URL of a new history store, on each backend in turn."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.db")
+    return request.getfixturevalue("postgres_url")
+
+
+def open_history(url: str):
+    """The blocking store for ``url`` (as the CLI opens it)."""
+    if url.startswith("postgresql"):
+        return SyncStore(PostgresStore(url, pool_size=4))
+    return SQLiteStore(url)
+
+
+@pytest.fixture
+def history(store_url):
+    store = open_history(store_url)
+    yield store
+    store.close()
+
+
+# -- behaviour, on both ----------------------------------------------------------------------
+
+
+def test_messages_keep_every_field_tool_calls_and_scores(history):
+    conversation_id, reply_id = history.start_exchange(
+        None,
+        "echo",
+        ["what is the weather?", {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}],
+        system="be brief",
+        owner="alice",
+    )
+    calls = [{"id": "call_2", "name": "get_weather", "args": {"city": "Paris"}}]
+    history.update_message(
+        reply_id,
+        content="Looking it up",
+        status="complete",
+        tool_calls=calls,
+        latency_ms=12,
+        first_token_ms=3,
+        input_tokens=7,
+        output_tokens=5,
+    )
+    conv = history.conversation(conversation_id)
+    assert (conv["title"], conv["model"], conv["system"], conv["owner"]) == (
+        "what is the weather?",
+        "echo",
+        "be brief",
+        "alice",
+    )
+    user, tool, reply = conv["messages"]
+    assert (user["role"], user["status"], user["tool_calls"]) == ("user", "complete", [])
+    assert (tool["role"], tool["content"], tool["tool_call_id"]) == ("tool", "sunny", "call_1")
+    assert reply["tool_calls"] == calls
+    assert (reply["content"], reply["status"], reply["model_id"]) == (
+        "Looking it up",
+        "complete",
+        "echo",
+    )
+    assert (reply["latency_ms"], reply["first_token_ms"]) == (12, 3)
+    assert (reply["input_tokens"], reply["output_tokens"]) == (7, 5)
+    assert reply["completed_at"] >= reply["created_at"]
+    with pytest.raises(UnknownMessageError):
+        history.score_message(reply_id, 1, "mine?", owner="bob")  # not bob's conversation
+    with pytest.raises(UnknownMessageError):
+        history.score_message(user["id"], 1, None, owner="alice")  # not a reply
+    scored = history.score_message(reply_id, 0.5, "close", owner="alice")
+    assert (scored["id"], scored["conversation_id"]) == (reply_id, conversation_id)
+    reply = history.conversation(conversation_id)["messages"][-1]
+    assert (reply["score"], reply["score_comment"]) == (0.5, "close") and reply["scored_at"]
+    # the same keys on every backend
+    assert set(reply) == {*MESSAGE_COLUMNS, "writer_pid", "writer_host"}
+
+
+def test_owners_see_only_their_conversations_and_prefixes_must_be_unique(history):
+    alice, _ = history.start_exchange(None, "echo", ["a"], owner="alice")
+    bob, _ = history.start_exchange(None, "echo", ["b"], owner="bob")
+    time.sleep(0.01)  # (timestamps are to the millisecond)
+    history.start_exchange(alice, "echo", ["again"], owner="alice")
+    assert [c["id"] for c in history.conversations(owner="alice")] == [alice]
+    assert [c["message_count"] for c in history.conversations(owner="alice")] == [4]
+    assert [c["id"] for c in history.conversations()] == [alice, bob]  # newest first
+    assert history.conversations(limit=1)[0]["id"] == alice
+    assert history.latest_conversation() == alice
+    assert history.resolve(alice[:10]) == alice
+    assert history.resolve(alice.upper()[:10]) == alice
+    with pytest.raises(UnknownConversationError):
+        history.resolve(alice[:10], owner="bob")
+    with pytest.raises(UnknownConversationError, match="matches 2"):
+        history.resolve("")
+    with pytest.raises(UnknownConversationError, match="no conversation"):
+        history.resolve("zz")
+    history.set_conversation_model(bob, "other")
+    assert history.conversation(bob[:8])["model"] == "other"
+    with pytest.raises(UnknownConversationError):
+        history.delete_conversation(bob, owner="alice")
+    assert history.delete_conversation(bob[:8], owner="bob") == bob
+    assert [c["id"] for c in history.conversations()] == [alice]
+    assert history.counts() == {"conversations": 1, "messages": 4, "writers": 1}
+
+
+WRITER = """
+import os, signal, sys
+from ai_assistant.storage import SQLiteStore, SyncStore
+from ai_assistant.storage.base import MESSAGE_COLUMNS
+from ai_assistant.storage.postgresql import PostgresStore
+url = sys.argv[1]
+store = SyncStore(PostgresStore(url)) if url.startswith("postgresql") else SQLiteStore(url)
+print(store.start_exchange(None, "echo", ["hi"])[0], flush=True)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def _writer(url: str, mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, url, mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _reply(store, conversation_id: str) -> dict:
+    return store.conversation(conversation_id)["messages"][-1]
+
+
+def test_replies_of_live_writers_stay_streaming_and_of_dead_ones_are_interrupted(
+    store_url, history
+):
+    mine, _ = history.start_exchange(None, "echo", ["hi"])
+    killed = _writer(store_url, "kill")
+    dead = killed.stdout.readline().strip()
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    live = _writer(store_url, "live")
+    try:
+        theirs = live.stdout.readline().strip()
+        for conversation_id, pid in ((mine, os.getpid()), (theirs, live.pid)):
+            reply = _reply(history, conversation_id)
+            assert reply["status"] == "streaming" and reply["error"] is None
+            assert (reply["writer_pid"], reply["writer_host"]) == (pid, socket.gethostname())
+        reply = _reply(history, dead)
+        assert (reply["status"], reply["error"]) == ("interrupted", "the process ended")
+    finally:
+        live.stdin.close()
+        live.wait(timeout=30)
+    # it exited without finishing its reply: now nobody owns it
+    assert _reply(history, theirs)["status"] == "interrupted"
+    assert _reply(history, mine)["status"] == "streaming"
+
+
+MIGRATE = """
+import sys
+from ai_assistant.storage import SQLiteStore, SyncStore
+from ai_assistant.storage.base import MESSAGE_COLUMNS
+from ai_assistant.storage.postgresql import PostgresStore
+url = sys.argv[1]
+store = SyncStore(PostgresStore(url)) if url.startswith("postgresql") else SQLiteStore(url)
+print(store.schema_version())
+"""
+
+
+def test_processes_migrating_at_once_each_find_the_schema_whole(store_url):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE, store_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, outputs, strict=True)] == [
+        (0, "5")
+    ] * 4, [err for _, err in outputs]
+    store = open_history(store_url)
+    try:
+        assert store.schema_version() == 5
+        store.start_exchange(None, "echo", ["works"])
+    finally:
+        store.close()
+
+
+def test_the_gateway_records_a_conversation_that_another_gateway_continues(
+    store_url, project, monkeypatch
+):
+    """Two gateways over one store (one PostgreSQL, or one SQLite file): a conversation
+    started on one continues on the other, with each reply stored complete."""
+    monkeypatch.setenv("AI_ASSISTANT_STORAGE__URL", store_url)
+    with TestClient(create_app(load_host())) as one, TestClient(create_app(load_host())) as two:
+        first = one.post(
+            "/api/chat/message",
+            json={"modelId": "echo", "messages": [{"role": "user", "content": "one"}]},
+        )
+        assert first.status_code == 200, first.text
+        conversation_id = first.json()["conversationId"]
+        second = two.post(
+            "/api/chat/message",
+            json={
+                "modelId": "echo",
+                "conversationId": conversation_id[:8],
+                "messages": [{"role": "user", "content": "two"}],
+            },
+        )
+        assert second.status_code == 200, second.text
+        assert second.json()["conversationId"] == conversation_id
+        detail = one.get(f"/api/chat/{conversation_id}").json()
+        assert [(m["role"], m["status"]) for m in detail["messages"]] == [
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ] * 2
+        assert detail["messages"][-1]["id"] == second.json()["message"]["id"]
+        assert two.get("/readyz").json()["status"] == "ready"
+
+
+# -- PostgreSQL: secrets, copy, status -------------------------------------------------------
+
+
+def test_the_password_in_a_postgresql_url_is_masked_in_errors_and_status(postgres_server, project):
+    assert mask_url("postgresql://bob:s3cret-pw@db:5432/h?sslmode=require") == (
+        "postgresql://bob:********@db:5432/h?sslmode=require"
+    )
+    assert mask_url("postgresql://db/h?user=bob&password=s3cret-pw") == (
+        "postgresql://db/h?user=bob&password=********"
+    )
+    wrong = "postgresql://bob:s3cret-pw@127.0.0.1:9/history"
+    project.settings(f'[default.storage]\nurl = "{wrong}"\nbusy_timeout = 1\n')
+    result = project.run("storage", "status")
+    assert result.exit_code == 1
+    assert "s3cret-pw" not in result.output and "s3cret-pw" not in result.stderr
+    assert "cannot open the history store postgresql://bob:********@127.0.0.1:9/history" in (
+        result.stderr
+    )
+
+
+def test_storage_copy_moves_a_sqlite_history_into_postgresql_once(project, postgres_url, tmp_path):
+    source = SQLiteStore(tmp_path / "history.db")
+    first, reply = source.start_exchange(None, "echo", ["hello"], owner="alice", system="sys")
+    calls = [{"id": "c1", "name": "lookup", "args": {"q": "x"}}]
+    source.update_message(reply, content="hi", status="complete", tool_calls=calls)
+    source.score_message(reply, 1.0, "good")
+    second, _ = source.start_exchange(None, "echo", ["other"])
+    project.settings(f'[default.storage]\nurl = "{tmp_path / "history.db"}"\n')
+
+    copied = project.run("storage", "copy", "--to", postgres_url)
+    assert copied.exit_code == 0, copied.stderr
+    assert "2 conversations, 4 messages copied" in copied.stdout
+    again = project.run("storage", "copy", "--to", postgres_url)
+    assert again.exit_code == 0 and "0 conversations, 0 messages copied" in again.stdout
+
+    # the source goes on; a later copy adds only what is new
+    source.start_exchange(first, "echo", ["more"])
+    later = project.run("storage", "copy", "--to", postgres_url)
+    assert "1 conversations, 2 messages copied" in later.stdout
+
+    target = open_history(postgres_url)
+    try:
+        conv = target.conversation(first)
+        assert (conv["owner"], conv["system"], conv["title"]) == ("alice", "sys", "hello")
+        copied_reply = conv["messages"][1]
+        assert copied_reply["tool_calls"] == calls and copied_reply["score"] == 1.0
+        assert [m["content"] for m in conv["messages"]] == ["hello", "hi", "more", ""]
+        assert conv["messages"][-1]["status"] == "interrupted"  # no writer over there
+        assert {c["id"] for c in target.conversations()} == {first, second}
+    finally:
+        target.close()
+
+    project.settings(f'[default.storage]\nurl = "{postgres_url}"\n')
+    status = project.run("storage", "status", "--json")
+    assert status.exit_code == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["dialect"] == "postgresql" and data["schema_version"] == 5
+    assert data["counts"]["conversations"] == 2 and data["counts"]["messages"] == 6
+
+
+def test_storage_status_shows_the_sqlite_store(project):
+    project.run("chat", "-m", "echo", "hello")
+    result = project.run("storage", "status")
+    assert result.exit_code == 0, result.stderr
+    assert "store: sqlite" in result.stdout and "history.db" in result.stdout
+    assert "schema version: 5" in result.stdout
+    assert "conversations: 1" in result.stdout and "messages: 2" in result.stdout
+
+
+# -- SQLite: a locked file never stalls the gateway ------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+def test_a_locked_sqlite_store_gets_503_within_the_bound_while_healthz_stays_fast(tmp_path):
+    from test_gateway import _start, _stop
+
+    (tmp_path / "settings.toml").write_text(
+        textwrap.dedent("""\
+        [default.plugins]
+        dirs = []
+        [default.storage]
+        url = "history.db"
+        busy_timeout = 1
+        [default.chat]
+        default_model = "echo"
+        [default.models.echo]
+        models = [{ id = "echo" }]
+        """)
+    )
+    proc, base, log = _start(tmp_path)
+    try:
+        ok = httpx.post(
+            f"{base}/api/chat/message",
+            json={"messages": [{"role": "user", "content": "before"}]},
+            timeout=30,
+        )
+        assert ok.status_code == 200, ok.text
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "history.db"), "5"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout.readline().strip() == "locked"
+        held_since = time.monotonic()
+        outcome: dict = {}
+
+        def chat() -> None:
+            started = time.monotonic()
+            outcome["response"] = httpx.post(
+                f"{base}/v1/chat/completions",
+                json={"model": "echo", "messages": [{"role": "user", "content": "during"}]},
+                timeout=30,
+            )
+            outcome["seconds"] = time.monotonic() - started
+
+        asker = threading.Thread(target=chat)
+        asker.start()
+        health = []
+        while time.monotonic() - held_since < 4:
+            started = time.monotonic()
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            health.append(time.monotonic() - started)
+            time.sleep(0.05)
+        asker.join(timeout=30)
+        holder.wait(timeout=30)
+        response = outcome["response"]
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["code"] == "store_busy" and "history.db" in error["message"]
+        assert "retry" in error["message"]
+        assert outcome["seconds"] < 3  # busy_timeout is 1 s
+        health.sort()
+        assert health[int(len(health) * 0.99) - 1] < 0.25, health[-5:]
+        # and once the lock is gone, chats are stored again
+        after = httpx.post(
+            f"{base}/api/chat/message",
+            json={"messages": [{"role": "user", "content": "after"}]},
+            timeout=30,
+        )
+        assert after.status_code == 200, after.text
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text and " 500" not in text
+    rows = sqlite3.connect(tmp_path / "history.db").execute(
+        "SELECT content, status FROM messages WHERE role = 'user' ORDER BY id"
+    )
+    assert [r[0] for r in rows] == ["before", "after"]
+
+
+def test_sqlite_url_forms_name_the_same_file(project):
+    project.settings('[default.storage]\nurl = "sqlite:///state/h.db"\n')
+    assert project.run("chat", "-m", "echo", "hi").exit_code == 0
+    assert (project.root / "state" / "h.db").exists()
+    assert Path(project.root / "state" / "h.db").stat().st_size > 0
