@@ -203,3 +203,32 @@ def test_a_chat_without_tools_and_models_list_import_no_mcp(mcp_project):
         assert done.returncode == 0, done.stderr
         modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
         assert not {m for m in modules if m.split(".")[0] in ("mcp", "langchain_mcp_adapters")}
+
+
+def test_the_gateway_holds_mcp_sessions_from_start_up_and_runs_their_tools(mcp_project):
+    import httpx
+    from test_gateway import _start, _stop
+
+    mcp_project.settings('\n[default.server.tools]\ndefault = ["calc_*"]\n')
+    proc, base, log = _start(mcp_project.root)
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the gateway did not get ready"
+            time.sleep(0.1)
+        answers = []
+        for _ in range(2):
+            response = httpx.post(
+                f"{base}/v1/chat/completions",
+                json={"model": "who", "messages": [{"role": "user", "content": "{}"}]},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            answers.append(body["choices"][0]["message"]["content"])
+            assert [s["type"] for s in body["tool_steps"]] == ["tool_call", "tool_result"]
+        assert answers[0].startswith("upstream: tools said: pid ")
+        assert answers[0] == answers[1]  # one server process for both requests
+    finally:
+        _stop(proc)
+    assert "Traceback" not in log.read_text()
