@@ -411,6 +411,29 @@ def test_client_tools_pass_through_to_the_client(tool_gateway, upstream):
     assert answer.choices[0].message.content == "upstream: tools said: 7"
 
 
+def test_tool_choice_reaches_the_model_and_is_checked(tool_gateway, upstream):
+    client = _openai(tool_gateway, tool_gateway["alice"])
+    choice = {"type": "function", "function": {"name": "add"}}
+    done = client.chat.completions.create(
+        model="adder",
+        messages=[{"role": "user", "content": ARGS}],
+        tools=[CLIENT_TOOL],
+        tool_choice=choice,
+    )
+    assert done.choices[0].finish_reason == "tool_calls"
+    assert upstream.requests[-1]["body"]["tool_choice"] == choice
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="adder",
+            messages=[{"role": "user", "content": ARGS}],
+            tools=[CLIENT_TOOL],
+            tool_choice={"type": "function", "function": {"name": "other"}},
+        )
+    assert refused.value.body["param"] == "tool_choice"
+
+
 def test_bad_client_tools_are_refused(tool_gateway):
     import httpx
 
@@ -474,3 +497,10 @@ def test_approval_is_asked_on_a_terminal(tool_project, answer, ran):
         assert "upstream: tools said: deleted" in out
     else:
         assert "needs the user's approval" in out
+
+
+def test_a_model_that_cannot_call_tools_answers_without_them(tool_project):
+    result = tool_project.run("chat", "-m", "echo", "hi")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == "echo: hi"
+    assert "model 'echo' cannot call tools: it answers without them" in result.stderr

@@ -56,7 +56,8 @@ class Turn:
 
     ``tools`` are the registered tools this turn offers and runs; ``client_tools`` are
     OpenAI tool definitions the model is offered but the caller runs (the gateway's
-    pass-through: their calls end the reply). ``approve(call)`` is awaited before a tool that
+    pass-through: their calls end the reply), with OpenAI's ``tool_choice`` if given.
+    ``approve(call)`` is awaited before a tool that
     matches ``tools.require_approval`` runs; without it such a tool is refused.
     """
 
@@ -81,11 +82,13 @@ class Turn:
         on_notice: Callable[[str], None] | None = None,
         tools: Sequence[Tool] = (),
         client_tools: Sequence[dict[str, Any]] = (),
+        tool_choice: str | dict[str, Any] | None = None,
         approve: Callable[[ToolCall], Awaitable[bool]] | None = None,
     ) -> None:
         self.host = host
         self.tools = {tool.id: tool for tool in tools}
         self.client_tools = list(client_tools)
+        self.tool_choice = tool_choice
         self.approve = approve
         self._bindable: list[Any] | None = None  # the tools as bind_tools takes them
         self._raw_calls: list[dict[str, Any]] = []  # this answer's tool calls, unmasked
@@ -244,13 +247,21 @@ class Turn:
         if not self._bindable:
             return chat_model
         try:
+            if self.tool_choice is not None:
+                return chat_model.bind_tools(self._bindable, tool_choice=self.tool_choice)
             return chat_model.bind_tools(self._bindable)
         except NotImplementedError:
-            raise ChatError(
-                f"model {self.reply.model_id!r} cannot call tools",
-                hint="pick a model that can, or chat without tools (--no-tools)",
-                reply=self.reply,
-            ) from None
+            if self.client_tools:  # the caller asked for its tools: a request this model refuses
+                raise ChatError(
+                    f"model {self.reply.model_id!r} cannot call tools",
+                    hint="pick a model that can, or send no tools",
+                    reply=self.reply,
+                    failure=Failure("request", "the model cannot call tools", False),
+                ) from None
+            self.on_notice(
+                f"model {self.reply.model_id!r} cannot call tools: it answers without them"
+            )
+            return chat_model
 
     async def _answer(self) -> AsyncIterator[Event]:
         """Each candidate in turn until one answers; ``ChatError`` when none can."""

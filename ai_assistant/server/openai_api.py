@@ -26,7 +26,7 @@ from .requests import (
     read_messages,
     read_model_id,
 )
-from .tool_steps import read_tools, server_tools, step, steps_of
+from .tool_steps import read_tool_choice, read_tools, server_tools, step, steps_of
 
 router = APIRouter()
 
@@ -102,6 +102,7 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
     stream = read_flag(data, "stream")
     include_usage = read_include_usage(data)
     client_tools = read_tools(data)  # the client runs these; else the gateway may run its own
+    tool_choice = read_tool_choice(data, client_tools)
     model_id = read_model_id(data, "model", state.host.registry)  # (404 after any 400)
     tools = [] if client_tools else server_tools(state.host, owner)
     last_user = [m for m in messages if m.role == "user"][-1:]
@@ -122,6 +123,7 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
             on_notice=state.notice,
             tools=tools,
             client_tools=client_tools,
+            tool_choice=tool_choice,
         )
     except ChatError as exc:
         raise from_chat_error(exc) from None

@@ -69,6 +69,23 @@ MODEL_OPTIONS: dict[str, Any] = {
     "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
 }
 
+TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": "a JSON schema"},
+            },
+        },
+    },
+}
+
 CHAT_COMPLETION_REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
@@ -79,6 +96,30 @@ CHAT_COMPLETION_REQUEST = {
         "stream_options": {
             "type": ["object", "null"],
             "properties": {"include_usage": {"type": ["boolean", "null"]}},
+        },
+        "tools": {
+            "type": ["array", "null"],
+            "items": TOOL,
+            "description": "the client's tools: the model's calls come back for the client to "
+            "run. Without them, the tools the caller's server.tools patterns allow are run here",
+        },
+        "tool_choice": {
+            "anyOf": [
+                {"enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        },
+                    },
+                },
+            ],
+            "description": "only with tools",
         },
         **MODEL_OPTIONS,
     },

@@ -57,6 +57,13 @@ def read_tools(data: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{where}.function.name must match ^[a-zA-Z0-9_-]{{1,64}}$",
                 param=f"{where}.function.name",
             )
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ApiError(
+                400,
+                f"{where}.function.description must be a string",
+                param=f"{where}.function.description",
+            )
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(parameters, dict):
             raise ApiError(
@@ -66,6 +73,28 @@ def read_tools(data: dict[str, Any]) -> list[dict[str, Any]]:
             )
         out.append(tool)
     return out
+
+
+def read_tool_choice(data: dict[str, Any], tools: list[dict[str, Any]]) -> Any:
+    """OpenAI's ``tool_choice`` (``"none"``, ``"auto"``, ``"required"``, or one function by
+    name), checked against the request's ``tools``; None when absent."""
+    choice = data.get("tool_choice")
+    if choice is None:
+        return None
+    if not tools:
+        raise ApiError(400, "'tool_choice' needs 'tools'", param="tool_choice")
+    if choice in ("none", "auto", "required"):
+        return choice
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    names = [t["function"]["name"] for t in tools]
+    if not isinstance(name, str) or name not in names:
+        raise ApiError(
+            400,
+            '\'tool_choice\' must be "none", "auto", "required" or '
+            '{"type": "function", "function": {"name": <one of tools>}}',
+            param="tool_choice",
+        )
+    return choice
 
 
 def step(event: ToolCall | ToolResult) -> dict[str, Any]:
