@@ -15,13 +15,14 @@ shown, so a kill loses nothing that was seen.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..host import Host
-from ..storage import HistoryStore, SQLiteStore, SyncStore
+from ..storage import AsyncSQLiteStore, HistoryStore, SQLiteStore, SyncStore
 from ..storage import open_store as _open_store
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ class Recorder:
         # it; any other store (the gateway's) through its async face, deferred
         self._through = store if isinstance(store, SQLiteStore) else None
         self.store: HistoryStore | None = store.aio if store is not None else None
+        # the gateway's SQLite store: writes go straight to its writer thread's queue, which
+        # keeps them in order without a task per write
+        self._queue = self.store if isinstance(self.store, AsyncSQLiteStore) else None
+        self._ids: dict[str, int] = {}  # the current reply's id, once the queue has stored it
+        self._queued: list[concurrent.futures.Future] = []  # (the start, the latest write)
         self.conversation_id = conversation_id
         self.owner = owner
         self.system = system
@@ -100,6 +106,18 @@ class Recorder:
         if new:
             self.conversation_id = uuid.uuid4().hex
         conversation_id = self.conversation_id
+        if self._queue is not None:
+            core, ids = self._queue.core, {}
+
+            def job() -> None:
+                _, reply.message_id = core.start_exchange(
+                    conversation_id, model_id, rows, system=self.system, owner=self.owner, new=new
+                )
+                ids["id"] = reply.message_id
+
+            self._ids = ids
+            self._queued = [self._enqueue(job)] * 2
+            return
 
         async def write() -> int:
             _, reply.message_id = await store.start_exchange(
@@ -109,8 +127,21 @@ class Recorder:
 
         self._start = self._then(write, after_start=False)
 
+    def _enqueue(self, job: Any) -> concurrent.futures.Future:
+        assert self._queue is not None
+        future = self._queue.enqueue(job)
+        future.add_done_callback(_report)
+        return future
+
+    def _update(self, **fields: Any) -> None:
+        """Queue an update of the current reply (skipped if its start could not be stored)."""
+        core, ids = self._queue.core, self._ids  # type: ignore[union-attr]
+        self._queued[1] = self._enqueue(lambda: ids and core.update_message(ids["id"], **fields))
+
     async def started(self) -> None:
         """Wait until the start of the exchange is stored (``StoreError`` if it could not be)."""
+        if self._queued:
+            await asyncio.shield(asyncio.wrap_future(self._queued[0]))
         if self._start is not None:
             await asyncio.shield(self._start)
 
@@ -118,6 +149,8 @@ class Recorder:
         """Wait until every write of this exchange so far is stored; raise the store's error
         if the exchange could not be stored."""
         await self.started()
+        if self._queued:
+            await asyncio.shield(asyncio.wrap_future(self._queued[1]))
         if self._last is not None:
             await asyncio.shield(self._last)
 
@@ -125,6 +158,8 @@ class Recorder:
         text, model_id, store = reply.text, reply.model_id, self.store
         if self._through is not None and reply.message_id is not None:
             self._through.update_message(reply.message_id, content=text, model_id=model_id)
+        if self._queued:
+            self._update(content=text, model_id=model_id)
         if self.store is None or self._start is None:
             return
         self._then(
@@ -132,7 +167,7 @@ class Recorder:
         )
 
     def finish(self, reply: Reply) -> None:
-        if self.store is None or (self._start is None and self._through is None):
+        if self.store is None or (self._start is None and not self._queued and not self._through):
             return
         fields = {
             "content": reply.text,
@@ -149,11 +184,14 @@ class Recorder:
             if reply.message_id is not None:
                 self._through.update_message(reply.message_id, **fields)
             return
+        if self._queued:
+            self._update(**fields)
+            return
         store = self.store
         self._then(lambda message_id: store.update_message(message_id, **fields))
 
 
-def _report(task: asyncio.Future) -> None:
+def _report(task: asyncio.Future | concurrent.futures.Future) -> None:
     """A deferred write that failed is logged (its exchange's surface also sees it when it
     awaits ``started``/``flush``); retrieving it keeps asyncio from warning."""
     if not task.cancelled() and task.exception() is not None:

@@ -676,6 +676,11 @@ class AsyncSQLiteStore(HistoryStore):
             return await asyncio.wrap_future(pool.submit(call))
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
+    def enqueue(self, job: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run ``job()`` on the writer thread after everything queued before it (for the chat
+        core's writes, which need no task of their own to stay in order)."""
+        return self._writes.submit(job)
+
     def shutdown(self) -> None:
         self._writes.stop()
         self._reads.shutdown(wait=True)
