@@ -23,7 +23,7 @@ SECRETS_FILE = ".secrets.toml"
 LOCAL_FILE = "settings.local.toml"  # read by Dynaconf itself, after the others
 DEFAULT_ENV = "development"
 # Tables that make a settings.toml recognisably this project's (see ``is_own_settings_file``).
-OWN_SECTIONS = ("plugins", "models", "chat")
+OWN_SECTIONS = ("plugins", "models", "chat", "mcp", "tools")
 
 
 def user_config_dir() -> Path:
@@ -192,7 +192,8 @@ _INTERNAL_KEYS = {"env", "load_dotenv", "settings_file", "settings_files"}
 def is_own_settings_file(path: Path) -> bool:
     """Is ``path`` recognisably this project's settings? ``settings.toml`` is a name many
     Dynaconf projects use, so a file is adopted only when one of its environment tables
-    (``[default]``, ``[development]``, ...) holds a ``plugins``, ``models`` or ``chat`` key.
+    (``[default]``, ``[development]``, ...) holds a ``plugins``, ``models``, ``chat``, ``mcp`` or
+    ``tools`` key.
     A file that cannot be parsed is adopted, so that its error is reported rather than hidden.
     """
     try:
