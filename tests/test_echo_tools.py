@@ -1,0 +1,74 @@
+"""The offline echo model calls tools, so the whole tool loop runs with no network: with tools
+bound, ``/tool NAME {json}`` calls NAME, and the results come back as ``echo: NAME said: ...``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ai_assistant import Chat, load_host
+
+TEXT_TOOLS = """\
+from ai_assistant import hookimpl
+
+
+def upper(text: str) -> str:
+    \"\"\"Upper-case a text.\"\"\"
+    return text.upper()
+
+
+def fails(text: str) -> str:
+    \"\"\"Always fails.\"\"\"
+    raise RuntimeError("no luck")
+
+
+@hookimpl
+def register_tools(config, registry):
+    registry.register(upper)
+    registry.register(fails)
+"""
+
+
+@pytest.fixture
+def tools_project(project):
+    project.plugin("texttools", TEXT_TOOLS)
+    return project
+
+
+def test_echo_calls_a_tool_through_the_cli(tools_project):
+    result = tools_project.run("chat", "-m", "echo", "-T", "upper", '/tool upper {"text": "hi"}')
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "echo: upper said: HI"
+    assert 'tool: upper({"text": "hi"})' in result.stderr
+    shown = json.loads(
+        tools_project.run("conversations", "show", "--json", _latest(tools_project)).stdout
+    )
+    roles = [m["role"] for m in shown["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+
+
+def _latest(project) -> str:
+    return json.loads(project.run("conversations", "--json").stdout)[0]["id"]
+
+
+def test_without_the_tool_offered_echo_just_echoes(tools_project):
+    result = tools_project.run("chat", "-m", "echo", '/tool upper {"text": "hi"}')
+    assert result.stdout.strip() == 'echo: /tool upper {"text": "hi"}'
+
+
+def test_a_failing_tool_is_the_tools_result_and_the_chat_goes_on(tools_project):
+    result = tools_project.run("chat", "-m", "echo", "-T", "fails", '/tool fails {"text": "x"}')
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("echo: fails said: ")
+    assert "no luck" in result.stdout
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_echo_tool_calls_through_the_python_api(tools_project, stream):
+    chat = Chat(load_host(), "echo", tools=["upper"])
+    if stream:
+        text = "".join(chat.stream('/tool upper {"text": "streamed"}'))
+    else:
+        text = chat.send('/tool upper {"text": "sent"}').text
+    assert text == f"echo: upper said: {'STREAMED' if stream else 'SENT'}"
