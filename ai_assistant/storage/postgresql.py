@@ -318,48 +318,35 @@ class PostgresStore(HistoryStore):
         rows = message_rows(messages)
         writer = await self._writer()
         stamp = now()
-        async with self._conn() as conn, conn.transaction():
-            if conversation_id is None or new:
-                conversation_id = conversation_id or uuid.uuid4().hex
-                await conn.execute(
-                    "INSERT INTO conversations (id, title, model, system, created_at, "
-                    "updated_at, owner) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (conversation_id, title_of(rows), model_id, system, stamp, stamp, owner),
-                )
-            else:
-                await conn.execute(
-                    "UPDATE conversations SET updated_at = %s WHERE id = %s",
-                    (stamp, conversation_id),
-                )
-            insert = (
-                "INSERT INTO messages (conversation_id, role, content, model_id, status, "
-                "created_at, completed_at, writer, tool_call_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        # one statement, so one round trip, atomic by itself: the conversation (a CTE) and the
+        # messages in order, the reply last (ids follow the VALUES order)
+        params: list[Any] = []
+        if conversation_id is None or new:
+            conversation_id = conversation_id or uuid.uuid4().hex
+            head = (
+                "WITH c AS (INSERT INTO conversations (id, title, model, system, created_at, "
+                "updated_at, owner) VALUES (%s, %s, %s, %s, %s, %s, %s)) "
             )
-            if rows:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        insert,
-                        [
-                            (
-                                conversation_id,
-                                r["role"],
-                                r["content"],
-                                None,
-                                COMPLETE,
-                                stamp,
-                                stamp,
-                                None,
-                                r.get("tool_call_id"),
-                            )
-                            for r in rows
-                        ],
-                    )
-            cur = await conn.execute(
-                insert + " RETURNING id",
-                (conversation_id, "assistant", "", model_id, STREAMING, stamp, None, writer, None),
-            )
-            reply_id = (await cur.fetchone())[0]
+            params += [conversation_id, title_of(rows), model_id, system, stamp, stamp, owner]
+        else:
+            head = "WITH c AS (UPDATE conversations SET updated_at = %s WHERE id = %s) "
+            params += [stamp, conversation_id]
+        values = []
+        for r in rows:
+            values.append("(%s, %s, %s, NULL, %s, %s, %s, NULL, %s)")
+            params += [conversation_id, r["role"], r["content"], COMPLETE, stamp, stamp]
+            params.append(r.get("tool_call_id"))
+        values.append("(%s, 'assistant', '', %s, %s, %s, NULL, %s, NULL)")
+        params += [conversation_id, model_id, STREAMING, stamp, writer]
+        sql = (
+            head + "INSERT INTO messages (conversation_id, role, content, model_id, status, "
+            "created_at, completed_at, writer, tool_call_id) VALUES "
+            + ", ".join(values)
+            + " RETURNING id"
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, params)
+            reply_id = max(r[0] for r in await cur.fetchall())
         return conversation_id, int(reply_id)
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
