@@ -499,8 +499,25 @@ def test_approval_is_asked_on_a_terminal(tool_project, answer, ran):
         assert "needs the user's approval" in out
 
 
+PLAIN_MODEL = """\
+from ai_assistant import hookimpl
+
+
+def build():
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    return FakeListChatModel(responses=["a plain answer"])  # no bind_tools
+
+
+@hookimpl
+def register_models(config, registry):
+    registry.register("plain", factory=build)
+"""
+
+
 def test_a_model_that_cannot_call_tools_answers_without_them(tool_project):
-    result = tool_project.run("chat", "-m", "echo", "hi")
+    tool_project.plugin("plainmodel", PLAIN_MODEL)
+    result = tool_project.run("chat", "-m", "plain", "hi")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == "echo: hi"
-    assert "model 'echo' cannot call tools: it answers without them" in result.stderr
+    assert result.stdout.strip() == "a plain answer"
+    assert "model 'plain' cannot call tools: it answers without them" in result.stderr
