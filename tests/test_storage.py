@@ -458,3 +458,75 @@ def test_sqlite_url_forms_name_the_same_file(project):
     assert project.run("chat", "-m", "echo", "hi").exit_code == 0
     assert (project.root / "state" / "h.db").exists()
     assert Path(project.root / "state" / "h.db").stat().st_size > 0
+
+
+def test_two_gateway_processes_over_one_postgresql_store_every_stream_whole(postgres_url, tmp_path):
+    """Scale-out: two `serve` processes on different ports over one PostgreSQL. A conversation
+    started on one continues on the other, and 100 concurrent streams split across them are
+    all stored complete."""
+    import asyncio
+
+    from test_gateway import _start, _stop
+
+    (tmp_path / "settings.toml").write_text(
+        textwrap.dedent(f"""\
+        [default.plugins]
+        dirs = []
+        [default.storage]
+        url = "{postgres_url}"
+        pool_size = 4
+        [default.chat]
+        default_model = "echo"
+        [default.models.echo]
+        models = [{{ id = "echo", delay = 0.01 }}]
+        """)
+    )
+    servers = [_start(tmp_path), _start(tmp_path)]
+    bases = [base for _, base, _ in servers]
+    try:
+        first = httpx.post(
+            f"{bases[0]}/api/chat/message",
+            json={"messages": [{"role": "user", "content": "one"}]},
+            timeout=30,
+        ).json()
+        second = httpx.post(
+            f"{bases[1]}/api/chat/message",
+            json={
+                "conversationId": first["conversationId"],
+                "messages": [{"role": "user", "content": "two"}],
+            },
+            timeout=30,
+        )
+        assert second.status_code == 200 and second.json()["message"]["content"] == "echo: two"
+
+        async def stream(client: httpx.AsyncClient, i: int) -> str:
+            body = {"stream": True, "messages": [{"role": "user", "content": f"n {i} a b c"}]}
+            async with client.stream(
+                "POST", f"{bases[i % 2]}/api/chat/message", json=body
+            ) as response:
+                assert response.status_code == 200
+                events = [
+                    json.loads(line[6:])
+                    async for line in response.aiter_lines()
+                    if line.startswith("data: ")
+                ]
+            assert events[-1]["type"] == "done", events[-1]
+            return events[-1]["conversationId"]
+
+        async def all_streams() -> list[str]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(stream(client, i) for i in range(100)))
+
+        ids = asyncio.run(all_streams())
+    finally:
+        for proc, _, _ in servers:
+            _stop(proc)
+    store = open_history(postgres_url)
+    try:
+        convs = {c["id"]: c for c in store.conversations()}
+        assert len(convs) == 101 and convs[first["conversationId"]]["message_count"] == 4
+        for i, conversation_id in enumerate(ids):
+            user, reply = store.conversation(conversation_id)["messages"]
+            assert (reply["status"], reply["content"]) == ("complete", f"echo: n {i} a b c")
+    finally:
+        store.close()
