@@ -46,6 +46,9 @@ def test_echo_calls_a_tool_through_the_cli(tools_project):
     )
     roles = [m["role"] for m in shown["messages"]]
     assert roles == ["user", "assistant", "tool", "assistant"]
+    text = tools_project.run("conversations", "show", _latest(tools_project)).stdout
+    assert '→ upper({"text": "hi"})' in text  # the call
+    assert "[tool · upper]\nHI" in text  # its result, labelled with the tool
 
 
 def _latest(project) -> str:

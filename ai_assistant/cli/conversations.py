@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..chat import open_store
@@ -90,8 +92,19 @@ def show_conversation(conversation_id: str, fmt: str) -> None:
     )
     if conv["system"]:
         click.echo(f"system: {conv['system']}")
+    names = {  # a tool result is labelled with the tool its call named
+        call.get("id"): call.get("name")
+        for m in conv["messages"]
+        for call in m.get("tool_calls") or ()
+    }
     for message in conv["messages"]:
-        click.echo(f"\n[{_describe(message)}]\n{message['content']}")
+        label = _describe(message)
+        if message["role"] == "tool":
+            label += f" · {names.get(message.get('tool_call_id')) or '?'}"
+        body = [message["content"]] if message["content"] else []
+        for call in message.get("tool_calls") or ():
+            body.append(f"→ {call.get('name')}({json.dumps(call.get('args'), ensure_ascii=False)})")
+        click.echo(f"\n[{label}]\n" + "\n".join(body))
 
 
 @conversations.command("delete")
