@@ -141,16 +141,18 @@ class Recorder:
     async def started(self) -> None:
         """Wait until the start of the exchange is stored (``StoreError`` if it could not be)."""
         if self._queued:
-            await asyncio.shield(asyncio.wrap_future(self._queued[0]))
+            await _done(self._queued[0])
         if self._start is not None:
             await asyncio.shield(self._start)
 
     async def flush(self) -> None:
         """Wait until every write of this exchange so far is stored; raise the store's error
-        if the exchange could not be stored."""
-        await self.started()
+        if the exchange could not be stored. (One wait: the queue keeps the writes in order.)"""
         if self._queued:
-            await asyncio.shield(asyncio.wrap_future(self._queued[1]))
+            await _done(self._queued[1])
+            self._queued[0].result()  # (the start's error, if it failed)
+            return
+        await self.started()
         if self._last is not None:
             await asyncio.shield(self._last)
 
@@ -189,6 +191,14 @@ class Recorder:
             return
         store = self.store
         self._then(lambda message_id: store.update_message(message_id, **fields))
+
+
+async def _done(future: concurrent.futures.Future) -> None:
+    """Wait for a queued write, at no cost when it is already done. (Cancelling the wait never
+    cancels the write: the writer thread marks its futures running when they are queued.)"""
+    if not future.done():
+        await asyncio.wrap_future(future)
+    future.result()
 
 
 def _report(task: asyncio.Future | concurrent.futures.Future) -> None:

@@ -130,7 +130,8 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
     except ApiError:
         await settled(turn)  # (the failed reply is stored before the client hears of it)
         raise
-    await recorded(reply)
+    if stream:  # (before the headers; without a stream, the flush below tells)
+        await recorded(reply)
     if not stream:
         try:
             text = await reply.collect()

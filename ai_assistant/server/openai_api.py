@@ -133,7 +133,8 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
     except ApiError:
         await settled(turn)  # (the failed reply is stored before the client hears of it)
         raise
-    await recorded(reply)
+    if stream:  # (before the headers; without a stream, the flush below tells)
+        await recorded(reply)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not stream:

@@ -131,7 +131,8 @@ class SQLiteStore:
                 f"cannot open the history database {self.path}: {exc}",
                 hint="set storage.url to a writable file, or pass --no-log",
             ) from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (re-entered by the writes of a batch)
+        self._batching = False
         with self._busy_as_error():
             self._enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -259,9 +260,12 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """Several statements, one short write transaction."""
+        """Several statements, one short write transaction (inside a batch's, in a batch)."""
         self._settle()
         with self._busy_as_error(), self._lock:
+            if self._batching:
+                yield
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -279,6 +283,41 @@ class SQLiteStore:
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._busy_as_error(), self._read_lock:
             return [dict(r) for r in self._reader.execute(sql, params).fetchall()]
+
+    def run_batch(self, items: list[tuple[Callable[[], Any], concurrent.futures.Future]]) -> None:
+        """Run queued writes in one transaction, each in a savepoint of its own (one that
+        fails is rolled back alone, and its future gets its error); every future is resolved
+        only once the whole transaction is committed."""
+        outcomes: list[tuple[concurrent.futures.Future, bool, Any]] = []
+        try:
+            with self._busy_as_error(), self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._batching = True
+                try:
+                    for fn, future in items:
+                        self._db.execute("SAVEPOINT queued_write")
+                        try:
+                            outcomes.append((future, True, fn()))
+                        except Exception as exc:  # noqa: BLE001 - that write's own error
+                            self._db.execute("ROLLBACK TO queued_write")
+                            outcomes.append((future, False, exc))
+                        self._db.execute("RELEASE queued_write")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._batching = False
+        except BaseException as exc:  # noqa: BLE001 - every write of the batch failed
+            for _fn, future in items:
+                future.set_exception(exc)
+            return
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     # -- writers: who owns a streaming reply -------------------------------------------------
 
@@ -629,13 +668,23 @@ class WriterThread:
     ``ThreadPoolExecutor``: those refuse work once the interpreter starts to exit, and the
     last writes of a CLI chat are waited for at exit."""
 
-    def __init__(self, name: str = "ai-assistant-store-writer") -> None:
+    BATCH = 64  # writes at most in one transaction
+
+    def __init__(
+        self,
+        name: str = "ai-assistant-store-writer",
+        batch: Callable[[list[tuple[Callable[[], Any], Any]]], None] | None = None,
+    ) -> None:
+        self._batch = batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        """Queue ``fn``; its future is running from now on, so nobody can cancel a queued
+        write (a client that goes away does not take its reply's record with it)."""
         future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
         self._queue.put((fn, future))
         return future
 
@@ -645,14 +694,26 @@ class WriterThread:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, future = item
-            if not future.set_running_or_notify_cancel():
+        stopping = False
+        while not stopping:
+            items = [self._queue.get()]
+            # what queued up meanwhile goes in the same transaction (group commit)
+            while self._batch is not None and len(items) < self.BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in items:
+                stopping = True
+                items = items[: items.index(None)]
+            if len(items) > 1 and self._batch is not None:
+                self._batch(items)
                 continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
-                future.set_exception(exc)
+            for fn, future in items:
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+                    future.set_exception(exc)
 
 
 class AsyncSQLiteStore(HistoryStore):
@@ -664,7 +725,7 @@ class AsyncSQLiteStore(HistoryStore):
     def __init__(self, core: SQLiteStore) -> None:
         self.core = core
         self.url = core.url
-        self._writes = WriterThread()
+        self._writes = WriterThread(batch=core.run_batch)
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="ai-assistant-store-reader")
 
     def __repr__(self) -> str:
