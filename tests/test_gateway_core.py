@@ -242,9 +242,9 @@ def test_a_tool_call_is_an_event_of_the_conversation_api_and_is_stored(gateway):
         "/api/chat/message",
         {"modelId": "tooly", "stream": True, "messages": [{"role": "user", "content": "hm?"}]},
     )
-    assert [e["type"] for e in events] == ["start", "toolCall", "done"]
+    assert [e["type"] for e in events] == ["start", "tool_call", "done"]
     assert events[1] == {
-        "type": "toolCall",
+        "type": "tool_call",
         "id": "call_weather_1",
         "name": "get_weather",
         "args": {"city": "Paris"},

@@ -466,8 +466,8 @@ def test_conversation_api_streams_tool_calls_and_results(tool_gateway):
             json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")
         ]
     types = [e["type"] for e in events]
-    assert types[:5] == ["start", "toolCall", "toolCall", "toolResult", "toolResult"]
-    results = [e for e in events if e["type"] == "toolResult"]
+    assert types[:5] == ["start", "tool_call", "tool_call", "tool_result", "tool_result"]
+    results = [e for e in events if e["type"] == "tool_result"]
     assert results[0]["content"] == "42" and results[0]["error"] is False
     assert results[1]["name"] == "boom" and results[1]["error"] is True
     text = "".join(e["content"] for e in events if e["type"] == "token")

@@ -174,7 +174,7 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
                 elif isinstance(event, ToolResult):
                     yield sse(
                         {
-                            "type": "toolResult",
+                            "type": "tool_result",
                             "toolCallId": event.tool_call_id,
                             "name": event.name,
                             "content": event.content,
@@ -183,7 +183,12 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
                     )
                 else:
                     yield sse(
-                        {"type": "toolCall", "id": event.id, "name": event.name, "args": event.args}
+                        {
+                            "type": "tool_call",
+                            "id": event.id,
+                            "name": event.name,
+                            "args": event.args,
+                        }
                     )
         except ApiError as err:
             await settled(turn)
