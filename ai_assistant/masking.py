@@ -94,6 +94,13 @@ def mask_tree(data: Any, secrets: Iterable[str] = (), secret_paths: set[str] | N
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
 
 
+# ?password=...&sslkey=... in a URL's query (libpq and many SDKs take credentials there)
+_URL_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&](?:password|passwd|pwd|token|access_token|api[_-]?key|secret|sig)=)[^&#\s]+",
+    re.IGNORECASE,
+)
+
+
 def _mask_userinfo(match: re.Match[str]) -> str:
     user, colon, _password = match["userinfo"].partition(":")
     # like pip and git: the user name stays readable when there is a password to hide
@@ -102,10 +109,12 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every occurrence of a known secret value, and the credentials of every
-    URL (``https://user:password@host``), replaced by ``MASK``."""
+    URL (``https://user:password@host``, ``?password=...``), replaced by ``MASK``."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= _MIN_SECRET_LEN and secret in text:
             text = text.replace(secret, MASK)
     if "@" in text:
         text = _URL_USERINFO.sub(_mask_userinfo, text)
+    if "=" in text:
+        text = _URL_SECRET_PARAM.sub(lambda m: m["name"] + MASK, text)
     return text

@@ -215,6 +215,16 @@ def test_url_credentials_are_masked_in_every_listing(project):
         assert "deploy:********@127.0.0.1:9" in out
 
 
+def test_credentials_in_a_url_query_are_masked(project):
+    project.settings("""
+        [default.storage]
+        url = "postgresql://db.example/history?user=app&password=pw-in-query-77&sslmode=require"
+    """)
+    shown = project.run("config", "show").stdout
+    assert "pw-in-query-77" not in shown
+    assert "password=********&sslmode=require" in shown
+
+
 LEAKY_PLUGIN = """\
 from ai_assistant import hookimpl
 
