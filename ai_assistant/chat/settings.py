@@ -21,7 +21,10 @@ def chat_settings(host: Host) -> dict[str, Any]:
             "prefix": value("prompt.prefix"),
             "suffix": value("prompt.suffix"),
             "default_model": value("chat.default_model") or None,
-            "fallbacks": {str(k): list(v) for k, v in value("chat.fallbacks").items()},
+            "fallbacks": {
+                str(k): [v] if isinstance(v, str) else list(v)
+                for k, v in value("chat.fallbacks").items()
+            },
         }
     return settings
 

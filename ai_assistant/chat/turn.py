@@ -242,7 +242,8 @@ class Turn:
                     bindable.append(tool.get())
                 except Exception as exc:  # noqa: BLE001 - a tool that cannot be built is left out
                     del self.tools[tool.id]
-                    self.on_notice(f"tool {tool.id!r} is not offered: {exc}")
+                    why = self.host.config.redact(str(exc))
+                    self.on_notice(f"tool {tool.id!r} is not offered: {why}")
             self._bindable = bindable + self.client_tools
         if not self._bindable:
             return chat_model
@@ -356,10 +357,12 @@ class Turn:
             try:
                 chat_model = self.host.registry.get(model_id).get()
             except (ModelUnavailableError, UnknownModelError) as exc:
+                # a factory's error may quote its settings (pydantic prints the input): redacted
+                why = self.host.config.redact(str(exc))
                 if index == 0:
-                    raise ChatError(str(exc), hint=exc.hint, reply=self.reply) from None
-                self.reply.failures.append((model_id, str(exc)))
-                self.on_notice(f"skipping fallback {model_id!r}: {exc}")
+                    raise ChatError(why, hint=exc.hint, reply=self.reply) from None
+                self.reply.failures.append((model_id, why))
+                self.on_notice(f"skipping fallback {model_id!r}: {why}")
                 continue
             yield index, chat_model
 

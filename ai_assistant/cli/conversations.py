@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..chat import open_store
+from ..storage import open_store
 from .context import get_config, global_options
 from .output import echo_json, format_options, render_table
 

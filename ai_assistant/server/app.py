@@ -70,13 +70,15 @@ def create_app(host: Host, store: Any = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.store.open()
-        await host.start(build_models=True)
-        gateway.started = True
         try:
-            yield
+            await host.start(build_models=True)
+            gateway.started = True
+            try:
+                yield
+            finally:
+                gateway.started = False
+                await host.stop()
         finally:
-            gateway.started = False
-            await host.stop()
             await gateway.store.close()  # (after the replies still being recorded)
 
     app = FastAPI(

@@ -115,7 +115,8 @@ class Gateway:
         if not len(self.host.registry):
             problems.append("no model is registered")
         try:  # (a store that is locked for a while answers "busy" after a second)
-            await asyncio.wait_for(self.store.check_writable(), READY_WAIT)
+            if self.started:  # (the store is open only while the lifespan runs)
+                await asyncio.wait_for(self.store.check_writable(), READY_WAIT)
         except TimeoutError:
             problems.append("the history store is busy (locked by another process)")
         except Exception as exc:  # noqa: BLE001 - reported, not raised

@@ -85,7 +85,8 @@ def read_tool_choice(data: dict[str, Any], tools: list[dict[str, Any]]) -> Any:
         raise ApiError(400, "'tool_choice' needs 'tools'", param="tool_choice")
     if choice in ("none", "auto", "required"):
         return choice
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
     names = [t["function"]["name"] for t in tools]
     if not isinstance(name, str) or name not in names:
         raise ApiError(

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import AiAssistantError
-from ..masking import MASK
+from ..masking import MASK, redact
 
 COMPLETE = "complete"
 STREAMING = "streaming"
@@ -104,20 +104,9 @@ def sqlite_path(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password (in the netloc or a ``password=`` parameter) masked."""
-    url = str(url)
-    if not is_postgresql(url):
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            user, _, password = userinfo.partition(":")
-            if password:
-                netloc = f"{user}:{MASK}@{hostport}"
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", rf"\1\2{MASK}", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """``url`` fit to show: its password, in the netloc or the query, masked (any scheme: the
+    one masking every output uses)."""
+    return redact(str(url))
 
 
 def url_password(url: str) -> str | None:

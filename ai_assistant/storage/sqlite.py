@@ -749,6 +749,9 @@ class AsyncSQLiteStore(HistoryStore):
     async def close(self) -> None:
         await self.flush()
         await self._run(self._writes, lambda: None)  # (what is queued is written)
+        # then let go of the connections, the threads and the writer's lock (in a thread of
+        # the loop's own: the store's threads are the ones being stopped)
+        await asyncio.to_thread(self.core.close)
 
     async def check_writable(self) -> None:
         await self._run(self._reads, self.core.check_writable)
