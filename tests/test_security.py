@@ -419,3 +419,47 @@ def test_a_closed_pipe_ends_quietly(project, command):
     )
     assert result.stdout.strip()
     assert "BrokenPipe" not in result.stderr and "Traceback" not in result.stderr
+
+
+QUOTING_FACTORY = """\
+from ai_assistant import hookimpl
+
+
+def build(section):
+    raise ValueError(f"bad settings: {dict(section)}")  # as pydantic quotes its input
+
+
+@hookimpl
+def register_models(config, registry):
+    section = config.get("models.quoting")
+    registry.register("quoting", factory=lambda: build(section))
+"""
+
+
+def test_a_model_whose_build_error_quotes_its_key_never_shows_it(project):
+    import asyncio
+
+    import httpx
+
+    from ai_assistant.server import create_app
+
+    project.plugin("quoting", QUOTING_FACTORY)
+    project.write(".secrets.toml", '[default.models.quoting]\napi_key = "sk-quoted-5150"\n')
+    project.settings('[default.chat.fallbacks]\necho = ["quoting"]\n')
+    cli = project.run("chat", "-m", "quoting", "hi")
+    assert cli.exit_code == 1
+    assert "could not be built" in cli.stderr and "sk-quoted-5150" not in cli.output + cli.stderr
+    app = create_app(load_host())
+
+    async def ask():
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+        ):
+            body = {"model": "quoting", "messages": [{"role": "user", "content": "hi"}]}
+            return await client.post("/v1/chat/completions", json=body)
+
+    response = asyncio.run(ask())
+    assert response.status_code == 503
+    assert "could not be built" in response.text and "sk-quoted-5150" not in response.text
