@@ -75,3 +75,52 @@ def test_echo_tool_calls_through_the_python_api(tools_project, stream):
     else:
         text = chat.send('/tool upper {"text": "sent"}').text
     assert text == f"echo: upper said: {'STREAMED' if stream else 'SENT'}"
+
+
+SEES_ARGS = """\
+from ai_assistant import hookimpl
+
+SEEN = []
+
+
+def lookup(token: str) -> str:
+    \"\"\"Look a token up.\"\"\"
+    return "found"
+
+
+def make(metadata):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Seen(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized, messages, **kwargs):
+            SEEN.append(messages[0])
+
+    return Seen()
+
+
+@hookimpl
+def register_tools(config, registry):
+    registry.register(lookup)
+
+
+@hookimpl
+def register_callbacks(config, registry):
+    registry.register("seen", factory=make)
+"""
+
+
+def test_the_model_sees_its_own_tool_arguments_while_the_history_masks_them(project):
+    import sys
+
+    from ai_assistant.chat import open_store
+
+    project.plugin("seesargs", SEES_ARGS)
+    host = load_host()
+    chat = Chat(host, "echo", store=open_store(host), tools=["lookup"])
+    assert chat.send('/tool lookup {"token": "tok-998877"}').text == "echo: lookup said: found"
+    second_call = sys.modules["ai_assistant_plugin_seesargs"].SEEN[-1]
+    asked = next(m for m in second_call if getattr(m, "tool_calls", None))
+    assert asked.tool_calls[0]["args"] == {"token": "tok-998877"}  # as the model made it
+    shown = json.loads(project.run("conversations", "show", "--json", _latest(project)).stdout)
+    stored = next(m for m in shown["messages"] if m["tool_calls"])
+    assert stored["tool_calls"][0]["args"] == {"token": "********"}  # a secret-named argument

@@ -199,8 +199,10 @@ class Turn:
         ]
         for call, result, (_text, ok) in zip(calls, results, outcomes, strict=True):
             yield ToolResult(call.get("id") or "", call["name"], result.content, error=not ok)
-        asked = Message("assistant", reply.text, list(reply.tool_calls))
-        self.prompt.messages.extend(to_langchain([asked, *results]))
+        asked = Message("assistant", reply.text, list(reply.tool_calls))  # masked: stored
+        # the model is shown the calls it made, as it made them, not their masked copies
+        as_made = Message("assistant", reply.text, [dict(call) for call in calls])
+        self.prompt.messages.extend(to_langchain([as_made, *results]))
         reply.steps.extend([asked, *results])
         # this step's assistant message is complete; the results and a new reply follow it
         reply.status, reply.latency_ms = COMPLETE, _ms_since(self.started)
