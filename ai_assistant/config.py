@@ -120,7 +120,9 @@ class Config:
                 if path.name.startswith(".secrets."):
                     for env_table in self.raw(path).values():
                         if isinstance(env_table, Mapping):
-                            self._secret_paths.update(p.lower() for p in _leaf_paths(env_table))
+                            self._secret_paths.update(
+                                p.lower() for p in leaf_paths(env_table, empty_tables=True)
+                            )
         return self._secret_paths
 
     @property
@@ -239,11 +241,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _leaf_paths(data: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+def leaf_paths(
+    data: Mapping[str, Any], prefix: str = "", *, empty_tables: bool = False
+) -> Iterable[str]:
+    """Every dotted key path to a value in ``data`` (and to an empty table, if asked)."""
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            yield from _leaf_paths(value, path)
+        if isinstance(value, Mapping) and (value or not empty_tables):
+            yield from leaf_paths(value, path, empty_tables=empty_tables)
         else:
             yield path
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .config import leaf_paths
 from .errors import AiAssistantError
 
 DEFAULT_TABLE = "default"
@@ -168,16 +169,6 @@ def unset_secret(path: Path, key_path: str, env: str = DEFAULT_TABLE) -> bool:
     return True
 
 
-def leaf_paths(data: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
-    """Every dotted key path to a value (not a table) in ``data``."""
-    for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            yield from leaf_paths(value, path)
-        else:
-            yield path
-
-
 def keys_in(path: Path) -> list[tuple[str, str, list[str]]]:
     """``(environment, key path, variables)`` for every value set in ``path``, in file order
     (empty strings count as unset); ``variables`` are the environment variables a value takes
@@ -224,7 +215,6 @@ __all__ = [
     "check_key_path",
     "format_variables",
     "keys_in",
-    "leaf_paths",
     "set_secret",
     "unset_secret",
 ]
