@@ -11,7 +11,7 @@ from .context import get_host, global_options, options
 @click.option(
     "--host", "bind_host", metavar="ADDR", help="Address to bind (server.host; default 127.0.0.1)."
 )
-@click.option("--port", type=int, help="Port (server.port; default 8080).")
+@click.option("--port", type=int, help="Port (default: server.port).")
 @click.option("--workers", type=int, help="Worker processes (server.workers; default 1).")
 @click.option(
     "--insecure", is_flag=True, help="Allow a non-loopback --host with no API keys configured."

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from ..host import Host
 from ..plugins import FAILED
-from ..storage import HistoryStore, StoreError
+from ..storage import HistoryStore, StoreBusyError, StoreError
 from .errors import ApiError
 from .requests import Limits
 
@@ -32,7 +32,7 @@ def store_error(exc: StoreError) -> ApiError:
     message = str(exc)
     if exc.hint:
         message += f"; {exc.hint}"
-    code = "store_busy" if type(exc).__name__ == "StoreBusyError" else "store_unavailable"
+    code = "store_busy" if isinstance(exc, StoreBusyError) else "store_unavailable"
     return ApiError(503, message, "service_unavailable", code)
 
 
