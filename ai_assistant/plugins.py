@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .registry import PluginRegistry, Registry
 
 ENTRY_POINT_GROUP = "ai_assistant"
+# What a plugin's code may raise that is its own failure, not the command's: even
+# KeyboardInterrupt and SystemExit (a real Ctrl-C reaches the main thread between plugin calls;
+# cancellation, GeneratorExit and CancelledError, still goes through)
+PLUGIN_FAILURES = (Exception, KeyboardInterrupt, SystemExit)
 # a plugin whose import takes longer delays every command: it gets a warning naming it
 SLOW_IMPORT_SECONDS = 0.5
 LOADED = "loaded"
@@ -400,7 +404,7 @@ class Plugins:
             only_this = self.pm.subset_hook_caller(hook, remove_plugins=others)
             try:
                 answers = only_this(**{arg: kwargs[arg] for arg in caller.spec.argnames})
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 self._fail(info, f"{hook} raised {describe_exception(exc, info.path)}")
                 continue
             results[name] = answers[0] if answers else None
@@ -428,7 +432,7 @@ class Plugins:
             if inspect.isawaitable(answers[name]):
                 try:
                     await answers[name]
-                except Exception as exc:
+                except PLUGIN_FAILURES as exc:
                     info = self.plugins[name]
                     self._fail(info, f"{hook} raised {describe_exception(exc, info.path)}")
                     continue

@@ -112,7 +112,9 @@ async def run_tool(host: Any, tool: Tool, args: dict[str, Any]) -> tuple[str, bo
             ok = False
     except TimeoutError:
         text, ok = f"error: the tool {tool.id!r} timed out after {timeout:g} s", False
-    except Exception as exc:  # noqa: BLE001 - a tool's failure is its result, never the chat's
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001 - a tool's failure
+        # is its result, never the chat's (a tool runs on the loop's thread or a worker thread,
+        # so an interrupt raised there is the tool's own: a user's Ctrl-C reaches the main one)
         detail = " ".join(str(exc).split())
         kind = type(exc).__name__
         if "ToolException" in {cls.__name__ for cls in type(exc).__mro__}:
