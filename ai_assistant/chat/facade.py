@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import AiAssistantError
 from ..host import Host
 from ..loop import background_loop
-from ..store import Store
+from ..storage import SQLiteStore, SyncStore
 from .events import Error, Event, Token, ToolCall
 from .failures import ChatError
 from .prompt import Message, assemble
@@ -137,7 +137,7 @@ def drive(
 
 
 class Chat:
-    """A conversation with one model at a time, optionally recorded in a ``Store``.
+    """A conversation with one model at a time, optionally recorded in the history store.
 
     >>> chat = Chat(load_host(), "echo")
     >>> "".join(chat.stream("hi"))
@@ -149,7 +149,7 @@ class Chat:
         host: Host,
         model_id: str | None = None,
         *,
-        store: Store | None = None,
+        store: SQLiteStore | SyncStore | None = None,
         conversation_id: str | None = None,
         system: str | None = None,
         on_notice: Callable[[str], None] | None = None,

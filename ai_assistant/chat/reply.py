@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store import STREAMING
+from ..storage import STREAMING
 
 
 class Reply:

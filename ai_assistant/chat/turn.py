@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelUnavailableError, UnknownModelError
 from ..host import Host
-from ..store import COMPLETE, FAILED, INTERRUPTED, STREAMING, Store
+from ..storage import COMPLETE, FAILED, INTERRUPTED, STREAMING, SQLiteStore, SyncStore
 from .events import Done, Error, Event, Fallback, Token, ToolCall, ToolResult, Usage
 from .failures import ChatError, Failure, classify, key_hint
 from .prompt import Message, assemble, to_langchain
@@ -69,7 +69,7 @@ class Turn:
         *,
         history: Sequence[Message | tuple[str, str]] = (),
         system: str | None = None,
-        store: Store | None = None,
+        store: SQLiteStore | SyncStore | None = None,
         conversation_id: str | None = None,
         owner: str | None = None,
         record: Sequence[Message | str] | None = None,

@@ -12,7 +12,7 @@ import click
 
 from ..chat import Chat
 from ..errors import AiAssistantError
-from ..store import default_store_path
+from ..storage import default_store_path
 from .answer import answer
 from .context import report_error
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import os
 import re
 import threading
@@ -270,3 +271,55 @@ def format_store_error(url: str, exc: BaseException) -> str:
     if password:
         text = text.replace(password, MASK)
     return text
+
+
+# -- what both dialects share ------------------------------------------------------------------
+
+
+def pick(id_or_prefix: str, ids: list[str]) -> str:
+    """The one conversation id that ``id_or_prefix`` names among the ``ids`` it matched."""
+    if id_or_prefix in ids:
+        return id_or_prefix
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise UnknownConversationError(
+            f"no conversation {id_or_prefix!r}",
+            hint="`ai-assistant conversations list` shows the ids",
+        )
+    raise UnknownConversationError(
+        f"{id_or_prefix!r} matches {len(ids)} conversations", hint="give more of the id"
+    )
+
+
+def message_rows(messages: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": m} if isinstance(m, str) else m for m in messages]
+
+
+def title_of(rows: list[dict[str, Any]]) -> str:
+    users = (r["content"] for r in rows if r["role"] == "user")
+    title = next((t for t in users if t.strip()), "")
+    return " ".join(title.split())[:80] or "(untitled)"
+
+
+def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[Any]]:
+    """``"a = ?, b = ?"`` and the values for ``update_message``'s ``fields``."""
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"unknown message fields: {sorted(unknown)}")
+    if fields.get("tool_calls") is not None:
+        fields["tool_calls"] = json.dumps(fields["tool_calls"])
+    if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
+        fields.setdefault("completed_at", now())
+    return ", ".join(f"{name} = {mark}" for name in fields), list(fields.values())
+
+
+def fix_messages(messages: list[dict[str, Any]], unmarked: set[str]) -> None:
+    """Decode tool calls; show the replies of dead writers that could not be marked yet as
+    interrupted."""
+    for message in messages:
+        message["tool_calls"] = json.loads(message["tool_calls"] or "[]")
+        if message["status"] == STREAMING and message["writer"] in unmarked:
+            message.update(
+                status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
+            )

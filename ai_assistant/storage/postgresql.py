@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from .base import (
+    COMPLETE,
     CONVERSATION_COLUMNS,
     INTERRUPTED,
     MESSAGE_COLUMNS,
@@ -32,10 +33,13 @@ from .base import (
     UnknownMessageError,
     format_store_error,
     mask_url,
+    message_rows,
     migrations,
     now,
+    pick,
+    title_of,
+    update_columns,
 )
-from .sqlite import COMPLETE, message_rows, pick, title_of, update_columns
 
 ADVISORY_CLASS = 0x41494153  # "AIAS": the first key of every lock this store takes
 MIGRATION_LOCK = 0  # (ADVISORY_CLASS, 0): held while migrating

@@ -29,7 +29,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import json
 import os
 import queue
 import socket
@@ -45,19 +44,21 @@ from typing import Any
 
 from .base import (
     COMPLETE,
-    FAILED,
     INTERRUPTED,
     PROCESS_ENDED,
     STREAMING,
-    UPDATABLE,
     HistoryStore,
     StoreBusyError,
     StoreError,
-    UnknownConversationError,
     UnknownMessageError,
+    fix_messages,
+    message_rows,
     migrations,
     now,
+    pick,
     settle,
+    title_of,
+    update_columns,
 )
 
 try:
@@ -609,58 +610,6 @@ class SQLiteStore:
         for conv in convs:
             conv["messages"] = messages.get(conv["id"], [])
         return convs
-
-
-# -- what both dialects share ------------------------------------------------------------------
-
-
-def pick(id_or_prefix: str, ids: list[str]) -> str:
-    """The one conversation id that ``id_or_prefix`` names among the ``ids`` it matched."""
-    if id_or_prefix in ids:
-        return id_or_prefix
-    if len(ids) == 1:
-        return ids[0]
-    if not ids:
-        raise UnknownConversationError(
-            f"no conversation {id_or_prefix!r}",
-            hint="`ai-assistant conversations list` shows the ids",
-        )
-    raise UnknownConversationError(
-        f"{id_or_prefix!r} matches {len(ids)} conversations", hint="give more of the id"
-    )
-
-
-def message_rows(messages: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": m} if isinstance(m, str) else m for m in messages]
-
-
-def title_of(rows: list[dict[str, Any]]) -> str:
-    users = (r["content"] for r in rows if r["role"] == "user")
-    title = next((t for t in users if t.strip()), "")
-    return " ".join(title.split())[:80] or "(untitled)"
-
-
-def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[Any]]:
-    """``"a = ?, b = ?"`` and the values for ``update_message``'s ``fields``."""
-    unknown = set(fields) - UPDATABLE
-    if unknown:
-        raise ValueError(f"unknown message fields: {sorted(unknown)}")
-    if fields.get("tool_calls") is not None:
-        fields["tool_calls"] = json.dumps(fields["tool_calls"])
-    if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
-        fields.setdefault("completed_at", now())
-    return ", ".join(f"{name} = {mark}" for name in fields), list(fields.values())
-
-
-def fix_messages(messages: list[dict[str, Any]], unmarked: set[str]) -> None:
-    """Decode tool calls; show the replies of dead writers that could not be marked yet as
-    interrupted."""
-    for message in messages:
-        message["tool_calls"] = json.loads(message["tool_calls"] or "[]")
-        if message["status"] == STREAMING and message["writer"] in unmarked:
-            message.update(
-                status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
-            )
 
 
 class WriterThread:
