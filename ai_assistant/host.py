@@ -10,7 +10,14 @@ from typing import Any
 from .config import Config, load_config
 from .errors import PluginError
 from .plugins import Plugins
-from .registry import CallbackRegistry, ModelRegistry, ToolRegistry
+from .registry import (
+    CallbackRegistry,
+    EmbeddingsRegistry,
+    IngestorRegistry,
+    ModelRegistry,
+    ToolRegistry,
+    VectorStoreRegistry,
+)
 
 
 class Host:
@@ -24,12 +31,20 @@ class Host:
         strict: bool = False,
         callbacks: CallbackRegistry | None = None,
         tools: ToolRegistry | None = None,
+        embeddings: EmbeddingsRegistry | None = None,
+        ingestors: IngestorRegistry | None = None,
+        vector_stores: VectorStoreRegistry | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
         self.registry = registry  # the chat models
         self.callbacks = callbacks if callbacks is not None else CallbackRegistry(config.mask)
         self.tools = tools if tools is not None else ToolRegistry(config.mask)
+        self.embeddings = embeddings if embeddings is not None else EmbeddingsRegistry(config.mask)
+        self.ingestors = ingestors if ingestors is not None else IngestorRegistry(config.mask)
+        self.vector_stores = (
+            vector_stores if vector_stores is not None else VectorStoreRegistry(config.mask)
+        )
         self.strict = strict
 
         self.started = False
@@ -39,6 +54,26 @@ class Host:
 
     def __repr__(self) -> str:
         return f"Host({self.registry!r}, strict={self.strict})"
+
+    @property
+    def registries(self) -> dict[str, Any]:
+        """Every registry, by the hook that fills it."""
+        return {
+            "register_models": self.registry,
+            "register_embeddings": self.embeddings,
+            "register_tools": self.tools,
+            "register_ingestors": self.ingestors,
+            "register_vector_stores": self.vector_stores,
+            "register_callbacks": self.callbacks,
+        }
+
+    def withdraw_failed(self) -> None:
+        """Withdraw whatever a failed plugin registered, of every kind (a plugin that fails in
+        one hook is withdrawn whole)."""
+        for info in self.plugins.report:
+            if info.status == "failed":
+                for registry in self.registries.values():
+                    registry.remove_plugin(info.name)
 
     @property
     def has_lifecycle(self) -> bool:
@@ -55,11 +90,7 @@ class Host:
         self.started = True
         config = {"config": self.config.settings}
         self._started = await self.plugins.acall_each("startup", lambda _: config)
-        for info in self.plugins.report:
-            if info.status == "failed":
-                self.registry.remove_plugin(info.name)
-                self.callbacks.remove_plugin(info.name)
-                self.tools.remove_plugin(info.name)
+        self.withdraw_failed()
         if build_models:
             import asyncio
 
@@ -178,11 +209,9 @@ def load_host(
         config = load_config(settings, env=env, cwd=cwd, check=check_settings)
     plugins = Plugins(config, extra_dirs=[Path(d) for d in plugins_dirs])
     plugins.load()
-    registry = ModelRegistry(mask=config.mask)
-    plugins.register("register_models", registry)
-    callbacks = CallbackRegistry(mask=config.mask)
-    plugins.register("register_callbacks", callbacks)
-    tools = ToolRegistry(mask=config.mask)
-    plugins.register("register_tools", tools)
     strict = config.strict if strict is None else strict
-    return Host(config, plugins, registry, strict=strict, callbacks=callbacks, tools=tools)
+    host = Host(config, plugins, ModelRegistry(mask=config.mask), strict=strict)
+    for hook, registry in host.registries.items():
+        plugins.register(hook, registry)
+    host.withdraw_failed()
+    return host

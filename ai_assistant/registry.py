@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .config import env_var_name
-from .errors import ModelUnavailableError, UnknownItemError, UnknownModelError, close_matches
+from .errors import (
+    AiAssistantError,
+    ModelUnavailableError,
+    UnknownItemError,
+    UnknownModelError,
+    close_matches,
+)
 from .masking import mask_tree
 
 READY = "ready"
@@ -131,6 +137,54 @@ class Tool(Contribution):
         return float(timeout) if timeout is not None else None
 
 
+class Embeddings(Contribution):
+    """One registered embeddings model; ``get()`` gives the LangChain ``Embeddings``."""
+
+    kind = "embeddings model"
+    __slots__ = ()
+
+
+class Ingestor(Contribution):
+    """One registered ingestor; ``get()`` gives its ``ingest(source)`` callable."""
+
+    kind = "ingestor"
+    __slots__ = ()
+
+
+class VectorStoreKind(Contribution):
+    """One registered vector store; ``info["schemes"]`` are the URL schemes it opens, and
+    ``open(url)`` gives a ``VectorStore``."""
+
+    kind = "vector store"
+    __slots__ = ()
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        return tuple(self.info.get("schemes") or ())
+
+    @property
+    def is_default(self) -> bool:
+        return bool(self.info.get("default"))
+
+    def open(self, url: str) -> Any:
+        opener = self.get()
+        try:
+            return opener(url)
+        except AiAssistantError:
+            raise
+        except Exception as exc:
+            raise ModelUnavailableError(
+                f"vector store {self.id!r} (plugin {self.plugin!r}) could not open "
+                f"{self._mask(url)}: {type(exc).__name__}: {self._mask(str(exc))}"
+            ) from exc
+
+    @staticmethod
+    def _mask(text: str) -> str:
+        from .masking import redact
+
+        return redact(text)
+
+
 class Registry:
     """Every registered item of one kind, by id. Plugins see it through a ``PluginRegistry``."""
 
@@ -226,6 +280,68 @@ class ToolRegistry(Registry):
 
         patterns = [p for p in patterns if p]
         return [t for t in self if any(fnmatch.fnmatchcase(t.id, p) for p in patterns)]
+
+
+class EmbeddingsRegistry(Registry):
+    """The embeddings models knowledge sources may use, by id."""
+
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__("embeddings model", Embeddings, mask)
+
+    def suggest(self, item_id: str) -> str:
+        close = close_matches(item_id, self.ids(), n=3)
+        if close:
+            return "did you mean " + ", ".join(repr(c) for c in close) + "?"
+        return "run `ai-assistant embeddings list` to see the registered embeddings models"
+
+
+class IngestorRegistry(Registry):
+    """The ingestors knowledge sources may name (``ingestor = "files"``), by id."""
+
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__("ingestor", Ingestor, mask, view_class=PluginIngestorRegistry)
+
+    def suggest(self, item_id: str) -> str:
+        close = close_matches(item_id, self.ids(), n=3)
+        known = ", ".join(repr(i) for i in self.ids()) or "none"
+        if close:
+            return "did you mean " + ", ".join(repr(c) for c in close) + "?"
+        return f"the registered ingestors are: {known}"
+
+
+class VectorStoreRegistry(Registry):
+    """The vector stores knowledge may use, by id; ``for_url`` picks one by URL scheme."""
+
+    def __init__(self, mask: Callable[[Any], Any] = mask_tree) -> None:
+        super().__init__(
+            "vector store", VectorStoreKind, mask, view_class=PluginVectorStoreRegistry
+        )
+
+    def for_url(self, url: str | None) -> VectorStoreKind:
+        """The store that opens ``url``: by its scheme (``postgresql://``), or the default
+        store for a file path or no URL at all."""
+        from .errors import ConfigError
+
+        scheme = ""
+        if url and "://" in url:
+            scheme = url.split("://", 1)[0].lower()
+        for store in self:
+            if scheme and scheme in store.schemes:
+                return store
+            if not scheme and store.is_default:
+                return store
+        known = sorted({s for store in self for s in store.schemes})
+        if scheme:
+            raise ConfigError(
+                f"knowledge.store: no vector store opens {scheme}:// URLs",
+                hint="the registered stores take: "
+                + (", ".join(f"{s}://" for s in known) or "none")
+                + "; a plain file path uses the embedded store",
+            )
+        raise ConfigError(
+            "knowledge.store: no default vector store is registered",
+            hint="enable the bundled vector_stores plugin, or set knowledge.store to a URL",
+        )
 
 
 class CallbackRegistry(Registry):
@@ -395,3 +511,42 @@ class PluginToolRegistry(PluginRegistry):
             return make_tool(name, description=description or name)(tool)  # type: ignore[arg-type]
 
         return self._add(name, build, None, (), info)
+
+
+class PluginIngestorRegistry(PluginRegistry):
+    """The ingestor registry as one plugin sees it."""
+
+    def register(  # type: ignore[override]
+        self, id: str, ingest: Callable[[Any], Any], **info: Any
+    ) -> Contribution | None:
+        """Register ``ingest(source)`` under ``id``; see ``hookspecs.register_ingestors``."""
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError(
+                f"registry.register(): ingestor id must be a non-empty string, not {id!r}"
+            )
+        if not callable(ingest):
+            raise ValueError(f"registry.register({id!r}): ingest must be a callable")
+        return self._add(id, None, ingest, (), info)
+
+
+class PluginVectorStoreRegistry(PluginRegistry):
+    """The vector store registry as one plugin sees it."""
+
+    def register(  # type: ignore[override]
+        self,
+        id: str,
+        open: Callable[[str], Any],
+        *,
+        schemes: Iterable[str] = (),
+        default: bool = False,
+        **info: Any,
+    ) -> Contribution | None:
+        """Register ``open(url)`` under ``id``; see ``hookspecs.register_vector_stores``."""
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError(
+                f"registry.register(): vector store id must be a non-empty string, not {id!r}"
+            )
+        if not callable(open):
+            raise ValueError(f"registry.register({id!r}): open must be a callable")
+        schemes = [str(s).lower().removesuffix("://") for s in schemes]
+        return self._add(id, None, open, (), {"schemes": schemes, "default": bool(default), **info})

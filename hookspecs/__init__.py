@@ -103,6 +103,54 @@ def register_tools(config: Any, registry: PluginRegistry) -> None:
 
 
 @hookspec
+def register_embeddings(config: Any, registry: PluginRegistry) -> None:
+    """Register embeddings models (LangChain ``Embeddings``) that knowledge sources may use.
+
+    Called once per plugin when the host starts, exactly like ``register_models``: call
+    ``registry.register(id, *, factory=None, model=None, missing_secrets=(), **info)`` once
+    per model. ``factory`` returns a ``langchain_core.embeddings.Embeddings`` on first use
+    (import your SDK inside it); ``info`` is shown by ``ai-assistant embeddings list`` (give
+    ``dimension=`` when you know it). By convention a provider reads
+    ``config.get("embeddings.<plugin name>")``, shaped like its ``models`` section. Knowledge
+    sources name the id in ``knowledge.embeddings`` (or a source's own ``embeddings``).
+    Return value: ignored.
+    """
+
+
+@hookspec
+def register_ingestors(config: Any, registry: PluginRegistry) -> None:
+    """Register ingestors: what reads a knowledge source's documents.
+
+    Called once per plugin when the host starts. Call ``registry.register(id, ingest, **info)``
+    where ``ingest(source)`` returns (or yields) ``ai_assistant.knowledge.Document`` objects:
+    ``id`` (unique in the source: a relative path, a URL, an entity ref), ``content`` (text),
+    and ``metadata`` (``path`` or ``url``, ``title``, ``updated`` as ISO 8601, anything else
+    worth filtering on). ``source`` is an ``ai_assistant.knowledge.IngestSource``: its
+    ``name``, its settings table ``options`` (``[default.knowledge.sources.<name>]``), the
+    folder relative paths are taken from (``root``), and ``skip(what, why)`` /
+    ``warn(what, why)`` to report a document left out or read imperfectly.
+
+    Yield every document the source has, each time: the host compares content hashes, embeds
+    only what changed, and deletes what you no longer yield (so an ingestor that fails part-way
+    deletes nothing). A source names its ingestor with ``ingestor = "<id>"``. Return value:
+    ignored.
+    """
+
+
+@hookspec
+def register_vector_stores(config: Any, registry: PluginRegistry) -> None:
+    """Register vector stores: where knowledge chunks and their vectors are kept.
+
+    Called once per plugin when the host starts. Call ``registry.register(id, open, *,
+    schemes=(...), default=False, **info)`` where ``open(url)`` returns an
+    ``ai_assistant.storage.vectors.base.VectorStore`` for ``knowledge.store = "<scheme>://..."``.
+    ``schemes`` are the URL schemes the store takes; ``default=True`` makes it the store used
+    when ``knowledge.store`` is a plain file path or unset (the bundled embedded store is).
+    Import the database driver inside ``open``. Return value: ignored.
+    """
+
+
+@hookspec
 def register_callbacks(config: Any, registry: PluginRegistry) -> None:
     """Register LangChain callback handlers that see every model call, on every surface.
 
