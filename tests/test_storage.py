@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -38,43 +34,6 @@ from ai_assistant.storage.base import MESSAGE_COLUMNS
 from ai_assistant.storage.postgresql import PostgresStore
 
 BACKENDS = ["sqlite", "postgresql"]
-
-
-# -- PostgreSQL for the tests ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
-    """A PostgreSQL server's URL: AI_ASSISTANT_TEST_POSTGRES_URL, or one the pgserver wheel
-    starts for the session (no server needs to be installed)."""
-    url = os.environ.get("AI_ASSISTANT_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    pgserver = pytest.importorskip("pgserver", reason="pip install pgserver (the test extra)")
-    # (not under pytest's tmp folder: run as root, pgserver starts the server as its own user,
-    # which must be able to reach the data folder)
-    data = tempfile.mkdtemp(prefix="ai-assistant-pg-")
-    server = pgserver.get_server(data, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(data, ignore_errors=True)
-
-
-@pytest.fixture
-def postgres_url(postgres_server):
-    """A new, empty database on the test server, dropped afterwards."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(postgres_server)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=BACKENDS)
