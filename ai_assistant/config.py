@@ -23,7 +23,7 @@ SECRETS_FILE = ".secrets.toml"
 LOCAL_FILE = "settings.local.toml"  # read by Dynaconf itself, after the others
 DEFAULT_ENV = "development"
 # Tables that make a settings.toml recognisably this project's (see ``is_own_settings_file``).
-OWN_SECTIONS = ("plugins", "models", "chat", "mcp", "tools")
+OWN_SECTIONS = ("plugins", "models", "chat", "mcp", "tools", "embeddings", "knowledge")
 
 
 def user_config_dir() -> Path:

@@ -51,6 +51,7 @@ class Host:
         self._started: list[str] = []  # plugins whose startup succeeded, in start order
         self._loop_thread: Any = None  # the loop start_blocking started the host on
         self.mcp: Any = None  # the MCP servers (tools.mcp.MCPServers), once start_tools ran
+        self.knowledge: Any = None  # knowledge.search.Knowledge, made on first search
 
     def __repr__(self) -> str:
         return f"Host({self.registry!r}, strict={self.strict})"
@@ -133,8 +134,13 @@ class Host:
                     continue
 
     async def stop(self) -> None:
-        """Close the MCP sessions; run the plugins' ``shutdown`` hooks in the reverse order of
-        start-up."""
+        """Close the MCP sessions and the knowledge store; run the plugins' ``shutdown`` hooks
+        in the reverse order of start-up."""
+        if self.knowledge is not None:
+            import asyncio
+
+            knowledge, self.knowledge = self.knowledge, None
+            await asyncio.to_thread(knowledge.close)
         if self.mcp is not None:
             mcp, self.mcp = self.mcp, None
             await mcp.stop()
@@ -214,4 +220,8 @@ def load_host(
     for hook, registry in host.registries.items():
         plugins.register(hook, registry)
     host.withdraw_failed()
+    if config.get("knowledge.sources"):
+        from .knowledge.tool import register as register_knowledge_tool
+
+        register_knowledge_tool(host)
     return host

@@ -479,11 +479,14 @@ class PluginToolRegistry(PluginRegistry):
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        artifact: bool = False,
         **info: Any,
     ) -> Contribution | None:
         """Register a LangChain ``BaseTool``, or a plain typed function (turned into one with
         LangChain's ``tool`` on first use); see ``hookspecs.register_tools``. A name that does
-        not fit the rule, or is taken, is reported against this plugin (nothing raised)."""
+        not fit the rule, or is taken, is reported against this plugin (nothing raised). With
+        ``artifact``, the function returns ``(text for the model, artifact)``; an artifact
+        ``{"sources": [...]}`` becomes the reply's cited sources."""
         is_base_tool = hasattr(tool, "ainvoke") and hasattr(tool, "args_schema")
         if not is_base_tool and not callable(tool):
             raise ValueError(
@@ -508,7 +511,11 @@ class PluginToolRegistry(PluginRegistry):
         def build() -> Any:
             from langchain_core.tools import tool as make_tool
 
-            return make_tool(name, description=description or name)(tool)  # type: ignore[arg-type]
+            return make_tool(  # type: ignore[call-overload]
+                name,
+                description=description or name,
+                response_format="content_and_artifact" if artifact else "content",
+            )(tool)
 
         return self._add(name, build, None, (), info)
 

@@ -92,6 +92,37 @@ KEYS: dict[str, Key] = {
         Key("prompt.prefix", (str,), "a string", ""),
         Key("prompt.suffix", (str,), "a string", ""),
         Key("callbacks", (Mapping,), "a table of callback plugin sections", {}),
+        Key(
+            "embeddings",
+            (Mapping,),
+            "a table of provider sections, like [default.embeddings.x]",
+            {},
+        ),
+        Key("knowledge", (Mapping,), "a table [default.knowledge]", {}),
+        Key("knowledge.embeddings", (str,), 'an embeddings id, like "hashing"', "hashing"),
+        Key(
+            "knowledge.store",
+            (str,),
+            'a file path or URL, like "knowledge.db" or "postgresql://user@host/db"',
+        ),
+        Key("knowledge.chunk_size", (int,), "a number of characters, like 1000", 1000, 20),
+        Key("knowledge.chunk_overlap", (int,), "a number of characters, like 100", 100, 0),
+        Key("knowledge.batch_size", (int,), "a number of chunks per embeddings call", 64, 1),
+        Key("knowledge.retries", (int,), "a number of retries of a failed embeddings call", 2, 0),
+        Key("knowledge.top_k", (int,), "a number of chunks, like 4", 4, 1, 100),
+        Key(
+            "knowledge.max_document_chars",
+            (int,),
+            "a number of characters; a longer document is cut there",
+            5_000_000,
+            1,
+        ),
+        Key(
+            "knowledge.sources",
+            (Mapping,),
+            "a table of sources, like [default.knowledge.sources.handbook]",
+            {},
+        ),
         Key("storage", (Mapping,), "a table [default.storage]", {}),
         Key("storage.path", (str,), 'a file path, like "history.db" (older: use storage.url)'),
         Key(
@@ -126,6 +157,8 @@ OPEN_TABLES = {
     "server.tools",
     "tools.timeouts",
     "mcp.servers",
+    "embeddings",
+    "knowledge.sources",
 }
 
 
