@@ -35,6 +35,7 @@ class ToolResult:
     name: str
     content: str
     error: bool = False
+    sources: tuple[dict[str, Any], ...] = ()  # what the result cites (search_knowledge's hits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,8 +156,10 @@ class Chat:
         surface: str = "python",
         tools: Sequence[str] | None = None,
         approve: Callable[[ToolCall], bool] | None = None,
+        knowledge: int | None = None,
     ) -> None:
         self.host = host
+        self.knowledge = knowledge  # passages retrieved into each prompt (chat --knowledge)
         # tool name patterns this chat offers (None: chat.tools); approve(call) answers for a
         # tool matching tools.require_approval (without it, such a tool is refused)
         self.tool_patterns = list(tools) if tools is not None else None
@@ -243,6 +245,7 @@ class Chat:
             surface=self.surface,
             user=_os_user(),
             tools=self.offered_tools(),
+            knowledge=self.knowledge,
         )
         reply = self.last_reply = turn.reply
         try:

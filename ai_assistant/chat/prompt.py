@@ -133,3 +133,23 @@ def assemble(
     if keep == start:
         return Prompt(messages, total)
     return Prompt(messages[:start] + messages[keep:], total, keep - start)
+
+
+KNOWLEDGE_INSTRUCTIONS = (
+    "Answer from the numbered passages below where they help, and cite the ones you use as "
+    "[1], [2]. If they do not hold the answer, say so.\n\n"
+)
+
+
+def add_knowledge(prompt: Prompt, passages: str) -> None:
+    """Put retrieved passages (``chat --knowledge``) into ``prompt`` as a system message just
+    before the newest user message, so the history before it is unchanged."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    message = SystemMessage(KNOWLEDGE_INSTRUCTIONS + passages)
+    last_user = max(
+        (i for i, m in enumerate(prompt.messages) if isinstance(m, HumanMessage)),
+        default=len(prompt.messages),
+    )
+    prompt.messages.insert(last_user, message)
+    prompt.chars += _chars(message)

@@ -27,6 +27,22 @@ class Reply:
         # the tool steps before this text: each assistant message that called tools, then the
         # tools' results (role "tool"), in order; empty when no tool ran
         self.steps: list[Any] = []
+        # the sources this reply drew on (knowledge passages: from -K, or a tool's artifact),
+        # each {"source", "document", "path" or "url", "title"}, in order, without repeats
+        self.sources: list[dict[str, Any]] = []
+        # each tool call's result event (chat.events.ToolResult) by call id: whether it failed
+        self.results: dict[str, Any] = {}
+
+    def cite(self, sources: Any) -> None:
+        """Add cited sources (``{"source", "document", ...}`` dicts), skipping repeats."""
+        seen = {(s.get("source"), s.get("document")) for s in self.sources}
+        for source in sources or ():
+            if not isinstance(source, dict):
+                continue
+            key = (source.get("source"), source.get("document"))
+            if key not in seen:
+                seen.add(key)
+                self.sources.append(dict(source))
 
     @property
     def text(self) -> str:

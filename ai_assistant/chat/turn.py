@@ -84,8 +84,11 @@ class Turn:
         client_tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | dict[str, Any] | None = None,
         approve: Callable[[ToolCall], Awaitable[bool]] | None = None,
+        knowledge: int | None = None,
     ) -> None:
         self.host = host
+        # chat --knowledge: retrieve this many passages for the newest user message first
+        self.knowledge = knowledge
         self.tools = {tool.id: tool for tool in tools}
         self.client_tools = list(client_tools)
         self.tool_choice = tool_choice
@@ -95,6 +98,7 @@ class Turn:
         settings = chat_settings(host)
         self.model_id = resolve_model_id(host, model_id)
         new = [Message.of(m) for m in messages]
+        self.query = next((m.content for m in reversed(new) if m.role == "user"), "")
         self.prompt = assemble(
             new, history, system, settings["prefix"], settings["suffix"], max_prompt_chars
         )
@@ -135,6 +139,8 @@ class Turn:
         self.started = self._last_flush = time.perf_counter()
         if self.timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + self.timeout
+        if self.knowledge:
+            await self._retrieve(self.knowledge)
         self.recorder.start(self.model_id, self.record, reply)
         self.metadata["conversation_id"] = self.recorder.conversation_id
         if len(self.host.callbacks):
@@ -156,6 +162,19 @@ class Turn:
         if reply.input_tokens is not None or reply.output_tokens is not None:
             yield Usage(reply.input_tokens, reply.output_tokens)
         yield Done(reply)
+
+    async def _retrieve(self, k: int) -> None:
+        """``chat --knowledge``: the passages closest to the newest user message go into the
+        prompt (``add_knowledge``), and their sources are the reply's citations. Nothing
+        ingested, or no knowledge configured, is a ``KnowledgeError`` before anything is
+        sent."""
+        from ..knowledge.search import citation, knowledge_of
+        from ..knowledge.tool import passages
+        from .prompt import add_knowledge
+
+        hits = await knowledge_of(self.host).asearch(self.query, k)
+        add_knowledge(self.prompt, passages(hits))
+        self.reply.cite(citation(hit) for hit in hits)
 
     async def _answers(self) -> AsyncIterator[Event]:
         """The model's answers and the tools' results, until it answers without asking for a
@@ -195,10 +214,15 @@ class Turn:
         outcomes = await self._wait(asyncio.gather(*(self._run_call(c) for c in calls)))
         results = [
             Message("tool", text, tool_call_id=call.get("id") or "")
-            for call, (text, _ok) in zip(calls, outcomes, strict=True)
+            for call, (text, _ok, _sources) in zip(calls, outcomes, strict=True)
         ]
-        for call, result, (_text, ok) in zip(calls, results, outcomes, strict=True):
-            yield ToolResult(call.get("id") or "", call["name"], result.content, error=not ok)
+        for call, result, (_text, ok, sources) in zip(calls, results, outcomes, strict=True):
+            reply.cite(sources)
+            event = ToolResult(
+                call.get("id") or "", call["name"], result.content, not ok, tuple(sources)
+            )
+            reply.results[event.tool_call_id] = event
+            yield event
         asked = Message("assistant", reply.text, list(reply.tool_calls))  # masked: stored
         # the model is shown the calls it made, as it made them, not their masked copies
         as_made = Message("assistant", reply.text, [dict(call) for call in calls])
@@ -210,15 +234,16 @@ class Turn:
         reply.parts, reply.tool_calls, reply.status = [], [], STREAMING
         self.recorder.start(reply.model_id, list(results), reply)
 
-    async def _run_call(self, call: dict[str, Any]) -> tuple[str, bool]:
-        """One tool call's result text, and whether the tool ran without failing."""
+    async def _run_call(self, call: dict[str, Any]) -> tuple[str, bool, list[dict[str, Any]]]:
+        """One tool call's result text, whether the tool ran without failing, and the sources
+        its result cites."""
         from ..tools import run_tool, tool_settings
 
         name = call["name"]
         tool = self.tools.get(name)
         if tool is None:
             offered = ", ".join(self.tools) or "none"
-            return f"error: no tool named {name!r} is offered here (offered: {offered})", False
+            return f"error: no tool named {name!r} is offered here (offered: {offered})", False, []
         if tool_settings(self.host).needs_approval(name):
             event = ToolCall(call.get("id"), name, call.get("args") or {})
             allowed = False
@@ -230,8 +255,9 @@ class Turn:
                     f"not run: the tool {name!r} needs the user's approval, which was not "
                     "given. Do not call it again in this reply.",
                     False,
+                    [],
                 )
-        return await run_tool(self.host, tool, call.get("args") or {})
+        return await run_tool(self.host, tool, call.get("args") or {}, call.get("id") or "")
 
     def _bind(self, chat_model: Any) -> Any:
         """``chat_model`` offered this turn's tools (``bind_tools``), if there are any."""

@@ -24,6 +24,7 @@ BUILTIN_COMMANDS = {
     "secrets": "ai_assistant.cli.secrets:secrets",
     "storage": "ai_assistant.cli.storage:storage",
     "tools": "ai_assistant.cli.tools:tools",
+    "knowledge": "ai_assistant.cli.knowledge:knowledge",
 }
 
 

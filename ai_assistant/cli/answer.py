@@ -110,6 +110,20 @@ def answer(
         view.close()
         if timing:
             _timing(sent, first, session.last_reply)
+    reply = session.last_reply
+    if reply is not None and reply.sources:
+        click.echo(sources_block(reply.sources))
+
+
+def sources_block(sources: list[dict[str, Any]]) -> str:
+    """The sources a reply cites, under it: ``Sources:`` and one line each."""
+    lines = ["", "Sources:"]
+    for source in sources:
+        where = source.get("path") or source.get("url") or source.get("document")
+        title = source.get("title")
+        shown = f" ({title})" if title and title != where and not str(where).endswith(title) else ""
+        lines.append(f"  - {source.get('source')}: {where}{shown}")
+    return "\n".join(lines)
 
 
 def _timing(sent: float, first: float | None, reply: Any) -> None:

@@ -45,6 +45,20 @@ def _terminate(signum, frame):  # noqa: ANN001, ARG001
     is_flag=True,
     help="Run tools that need approval (tools.require_approval) without asking.",
 )
+@click.option(
+    "-K",
+    "--knowledge",
+    "knowledge",
+    is_flag=True,
+    help="Put the knowledge passages closest to the prompt into it (for models that cannot "
+    "call tools; see `knowledge search`).",
+)
+@click.option(
+    "--knowledge-k",
+    type=click.IntRange(1, 100),
+    metavar="N",
+    help="How many passages -K retrieves (default knowledge.top_k).",
+)
 @global_options
 def chat(  # noqa: PLR0913
     prompt,  # noqa: ANN001
@@ -58,6 +72,8 @@ def chat(  # noqa: PLR0913
     tool_patterns=(),  # noqa: ANN001
     no_tools=False,  # noqa: ANN001
     approve=False,  # noqa: ANN001
+    knowledge=False,  # noqa: ANN001
+    knowledge_k=None,  # noqa: ANN001
 ) -> None:
     """Ask a model; with no PROMPT on a terminal, start an interactive session.
 
@@ -94,6 +110,7 @@ def chat(  # noqa: PLR0913
         surface="cli",
         tools=tools,
         approve=(lambda call: True) if approve else ask_approval if on_terminal else None,
+        knowledge=(knowledge_k or int(host.config.value("knowledge.top_k"))) if knowledge else None,
     )
     verbose = options().verbose
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()

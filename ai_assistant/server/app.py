@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from ..host import Host
 from ..storage import StoreError
-from . import conversations_api, health, openai_api, schema
+from . import conversations_api, health, knowledge_api, openai_api, schema
 from .deps import Gateway, store_error
 from .errors import ApiError
 
@@ -113,6 +113,7 @@ def create_app(host: Host, store: Any = None) -> Any:
     app.include_router(health.router)
     app.include_router(openai_api.router)
     app.include_router(conversations_api.router)
+    app.include_router(knowledge_api.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -149,6 +149,8 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
             answer["toolCalls"] = reply.reply.tool_calls
         if reply.reply.steps:
             answer["toolSteps"] = steps_of(reply.reply)
+        if reply.reply.sources:
+            answer["sources"] = reply.reply.sources
         return json_response(
             {
                 "conversationId": turn.conversation_id,
@@ -179,6 +181,7 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
                             "name": event.name,
                             "content": event.content,
                             "error": event.error,
+                            **({"sources": list(event.sources)} if event.sources else {}),
                         }
                     )
                 else:
@@ -207,6 +210,7 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
                 "modelId": reply.reply.model_id,
                 "usage": reply.reply.usage(),
                 "context": context,
+                **({"sources": reply.reply.sources} if reply.reply.sources else {}),
             }
         )
 

@@ -163,6 +163,8 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
         }
         if reply.reply.steps:  # the gateway ran tools: an extension field, ignored by clients
             body["tool_steps"] = steps_of(reply.reply)
+        if reply.reply.sources:  # what search_knowledge cited: an extension field too
+            body["sources"] = reply.reply.sources
         usage = reply.reply.usage()
         if usage:
             body["usage"] = usage

@@ -102,13 +102,16 @@ def step(event: ToolCall | ToolResult) -> dict[str, Any]:
     """One step of a server-side tool loop, as the responses show it."""
     if isinstance(event, ToolCall):
         return {"type": "tool_call", "id": event.id, "name": event.name, "args": event.args}
-    return {
+    out = {
         "type": "tool_result",
         "tool_call_id": event.tool_call_id,
         "name": event.name,
         "content": event.content,
         "error": event.error,
     }
+    if event.sources:
+        out["sources"] = list(event.sources)
+    return out
 
 
 def steps_of(reply: Any) -> list[dict[str, Any]]:
@@ -122,5 +125,8 @@ def steps_of(reply: Any) -> list[dict[str, Any]]:
                 out.append(step(ToolCall(call.get("id"), call["name"], call.get("args") or {})))
         elif message.role == "tool":
             call_id = message.tool_call_id or ""
-            out.append(step(ToolResult(call_id, names.get(call_id, ""), message.content)))
+            result = reply.results.get(call_id)  # as it happened: whether it failed, its sources
+            if result is None:
+                result = ToolResult(call_id, names.get(call_id, ""), message.content)
+            out.append(step(result))
     return out

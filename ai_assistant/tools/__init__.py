@@ -97,16 +97,34 @@ def result_text(content: Any) -> str:
         return str(content)
 
 
-async def run_tool(host: Any, tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
-    """Run one call of ``tool``: ``(result text, ok)``. A tool that raises, times out or
-    cannot be built gives a result saying so (``ok`` false); it never raises. The text is
-    cut at ``tools.max_result_chars`` and has the settings' secrets redacted."""
+def cited_sources(artifact: Any) -> list[dict[str, Any]]:
+    """The sources a tool's artifact cites: ``{"sources": [{...}, ...]}`` (what
+    ``search_knowledge`` returns beside its text); none for any other artifact."""
+    if isinstance(artifact, dict) and isinstance(artifact.get("sources"), list):
+        return [s for s in artifact["sources"] if isinstance(s, dict)]
+    return []
+
+
+async def run_tool(
+    host: Any, tool: Tool, args: dict[str, Any], call_id: str = ""
+) -> tuple[str, bool, list[dict[str, Any]]]:
+    """Run one call of ``tool``: ``(result text, ok, cited sources)``. A tool that raises,
+    times out or cannot be built gives a result saying so (``ok`` false); it never raises. The
+    text is cut at ``tools.max_result_chars`` and has the settings' secrets redacted."""
     settings = tool_settings(host)
     timeout = settings.timeout_for(tool)
     ok = True
+    sources: list[dict[str, Any]] = []
     try:
         lc_tool = tool.get()
-        content = await asyncio.wait_for(lc_tool.ainvoke(args), timeout)
+        # invoked as a tool call, a tool answers with a ToolMessage: its artifact comes too
+        call = {"type": "tool_call", "id": call_id or "call", "name": tool.id, "args": args}
+        content = await asyncio.wait_for(lc_tool.ainvoke(call), timeout)
+        if getattr(content, "type", None) == "tool":  # a ToolMessage
+            sources = cited_sources(getattr(content, "artifact", None))
+            if getattr(content, "status", None) == "error":
+                ok = False
+            content = content.content
         text = result_text(content)
         if getattr(content, "status", None) == "error":
             ok = False
@@ -124,4 +142,4 @@ async def run_tool(host: Any, tool: Tool, args: dict[str, Any]) -> tuple[str, bo
     limit = settings.max_result_chars
     if len(text) > limit:
         text = text[:limit] + f"\n[cut at tools.max_result_chars: {limit} characters]"
-    return host.config.redact(text), ok
+    return host.config.redact(text), ok, sources
