@@ -1,0 +1,573 @@
+"""The embedded default vector store: one SQLite file, searched by numpy.
+
+Chosen by measurement (``benchmarks/bench_knowledge_search.py --candidates``): it installs from
+wheels everywhere with no compiler and no server, works with any ``sqlite3`` (no extension
+loading), and at 100,000 chunks of 384 dimensions a search is a few milliseconds.
+
+Vectors are stored L2-normalised as float32 blobs, so a cosine similarity is a dot product. Each
+source's vectors are held in process memory as one matrix, loaded on first search; a search is
+one matrix-vector product over the matching rows and an ``argpartition``, so its cost grows
+linearly with the chunks searched. Every write transaction stamps the sources it changed with a
+new value of a store-wide ``generation`` counter; each search reads those stamps (one small
+query, in the same read transaction as the rows it returns) and reloads a source whose stamp
+changed, so a search sees what any process wrote before it began.
+
+The file is private (0600, folders created 0700), in WAL mode; every wait for another process's
+lock is bounded, then reported as busy. The schema is versioned by ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base import default_store_path, now, sqlite_path
+from ..sqlite import _create_private_file, _is_busy, _make_private_folders
+from .base import Chunk, DocumentRows, Hit, SourceState, VectorStore, VectorStoreError
+
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's lock before "busy"
+APPLICATION_ID = 0x4B4E4F57  # "KNOW": tells our files from other SQLite databases
+
+# the schema, one script per version (PRAGMA user_version); never edit a published one: append
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO store_meta (key, value) VALUES ('generation', 0);
+    CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        embeddings TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        last_ingest TEXT,
+        generation INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (source, doc_id)
+    );
+    CREATE TABLE chunks (
+        document INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        text TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        UNIQUE (document, seq)
+    );
+    """,
+)
+
+_FILTERS_KEPT = 16  # filters whose rows (and small sub-matrices) each source keeps
+
+
+def default_knowledge_path() -> Path:
+    """``knowledge.db`` beside the history database, in the user's data directory."""
+    return default_store_path().with_name("knowledge.db")
+
+
+@dataclass(slots=True)
+class _Matrix:
+    """One source's vectors as searched: row ``i`` is chunk ``rowids[i]`` of document
+    ``documents[i]`` (both rowids in the file), as of ``generation``."""
+
+    generation: int
+    vectors: Any  # (n, dimension) float32, rows of unit length (or zero)
+    rowids: Any  # (n,) int64
+    documents: Any  # (n,) int64
+    # per ``where`` filter: the matching rows, and a copy of just those rows when they are few
+    filters: OrderedDict[str, tuple[Any, Any]] = field(default_factory=OrderedDict)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``True`` is not ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def _matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
+    return all(name in metadata and _same(metadata[name], v) for name, v in where.items())
+
+
+def _unit_rows(vectors: Any) -> Any:
+    """``vectors`` as float32 rows of unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)
+
+
+def _top(scores: Any, k: int) -> Any:
+    """Indices of the ``k`` highest ``scores``, highest first."""
+    if k < len(scores):
+        part = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
+
+
+class SQLiteVectorStore(VectorStore):
+    """Knowledge in one SQLite file (``url``: a path or ``sqlite:///path``). Safe to share
+    between threads (one lock), and between processes (WAL, generation stamps)."""
+
+    kind = "SQLite vector store"
+
+    def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        super().__init__(str(url))
+        self.path = Path(sqlite_path(str(url))).expanduser()
+        self.busy_timeout = float(busy_timeout)
+        self._lock = threading.RLock()
+        self._matrices: dict[str, _Matrix] = {}
+        in_memory = str(self.path) == ":memory:"
+        try:
+            if not in_memory:
+                _make_private_folders(self.path.parent)
+                _create_private_file(self.path)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise VectorStoreError(
+                f"cannot open the knowledge store {self.path}: {exc}",
+                hint="set knowledge.store to a writable file",
+            ) from None
+        try:
+            with self._errors():
+                self._db.execute("PRAGMA foreign_keys=OFF")
+                if not in_memory:
+                    self._enable_wal()
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteVectorStore({str(self.path)!r})"
+
+    # -- the file ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as ``VectorStoreError``s that say which file and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                raise VectorStoreError(
+                    f"the knowledge store {self.path} is busy: another process held its lock "
+                    f"for more than {self.busy_timeout:g} s",
+                    hint="retry in a moment",
+                ) from None
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise self._not_ours("is not a SQLite database") from None
+            raise VectorStoreError(
+                f"the knowledge store {self.path} failed: {exc}",
+                hint="check that the file and its folder are writable",
+            ) from None
+
+    def _not_ours(self, what: str) -> VectorStoreError:
+        return VectorStoreError(
+            f"{self.path} {what}, so it cannot be the knowledge store",
+            hint="move the file away (a new store is created in its place), or set "
+            "knowledge.store to another file",
+        )
+
+    def _enable_wal(self) -> None:
+        """WAL, waiting out another process that is setting up the same new file (SQLite says
+        "locked" at once there rather than wait)."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == len(MIGRATIONS):
+            self._check_application()
+            return
+        with self._write():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = self._db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+                ).fetchone()[0]
+                if tables:
+                    raise self._not_ours("is a SQLite database of something else")
+                self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._check_application()
+            if version > len(MIGRATIONS):
+                raise VectorStoreError(
+                    f"the knowledge store {self.path} has schema version {version}, newer than "
+                    f"this ai-assistant knows ({len(MIGRATIONS)})",
+                    hint="upgrade ai-assistant, or set knowledge.store to another file",
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def _check_application(self) -> None:
+        if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            raise self._not_ours("is a SQLite database of something else")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, taken at once (so it never has to upgrade a read lock), that
+        stamps the store with a new generation."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _bump(self, *sources: str) -> None:
+        """Stamp ``sources`` with a generation no source has had (inside a write)."""
+        self._db.execute("UPDATE store_meta SET value = value + 1 WHERE key = 'generation'")
+        (generation,) = self._db.execute(
+            "SELECT value FROM store_meta WHERE key = 'generation'"
+        ).fetchone()
+        self._db.executemany(
+            "UPDATE sources SET generation = ? WHERE name = ?", [(generation, s) for s in sources]
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._matrices.clear()
+            self._db.close()
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def sources(self) -> list[SourceState]:
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                """
+                SELECT s.name, s.embeddings, s.dimension, s.last_ingest,
+                    (SELECT count(*) FROM documents d WHERE d.source = s.name),
+                    (SELECT count(*) FROM documents d JOIN chunks c ON c.document = d.id
+                     WHERE d.source = s.name)
+                FROM sources s ORDER BY s.name
+                """
+            ).fetchall()
+        return [
+            SourceState(
+                name=name,
+                embeddings=embeddings,
+                dimension=dimension,
+                documents=documents,
+                chunks=chunks,
+                last_ingest=last,
+            )
+            for name, embeddings, dimension, last, documents, chunks in rows
+        ]
+
+    def claim_source(self, name: str, embeddings: str, dimension: int) -> None:
+        with self._lock, self._errors(), self._write():
+            row = self._db.execute(
+                "SELECT embeddings, dimension FROM sources WHERE name = ?", (name,)
+            ).fetchone()
+            if row == (embeddings, dimension):
+                return
+            if row is not None and self._has_chunks(name):
+                raise VectorStoreError(
+                    f"source {name!r} holds vectors of {row[0]} ({row[1]} dimensions), not of "
+                    f"{embeddings} ({dimension} dimensions)",
+                    hint="drop the source first (re-embed it)",
+                )
+            self._db.execute(
+                "INSERT INTO sources (name, embeddings, dimension) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "embeddings = excluded.embeddings, dimension = excluded.dimension",
+                (name, embeddings, int(dimension)),
+            )
+            self._bump(name)
+
+    def _has_chunks(self, source: str) -> bool:
+        return bool(
+            self._db.execute(
+                "SELECT EXISTS (SELECT 1 FROM documents d JOIN chunks c ON c.document = d.id "
+                "WHERE d.source = ?)",
+                (source,),
+            ).fetchone()[0]
+        )
+
+    def drop_source(self, name: str) -> None:
+        with self._lock, self._errors(), self._write():
+            self._db.execute(
+                "DELETE FROM chunks WHERE document IN (SELECT id FROM documents WHERE source = ?)",
+                (name,),
+            )
+            self._db.execute("DELETE FROM documents WHERE source = ?", (name,))
+            self._db.execute("DELETE FROM sources WHERE name = ?", (name,))
+            self._bump()  # (no stamp to set: the source is gone, which searches notice)
+            self._matrices.pop(name, None)
+
+    def finish_ingest(self, name: str, when: str) -> None:
+        with self._lock, self._errors(), self._write():
+            self._db.execute("UPDATE sources SET last_ingest = ? WHERE name = ?", (when, name))
+
+    # -- documents -----------------------------------------------------------------------------
+
+    def document_hashes(self, source: str) -> dict[str, str]:
+        with self._lock, self._errors():
+            return dict(
+                self._db.execute(
+                    "SELECT doc_id, hash FROM documents WHERE source = ?", (source,)
+                ).fetchall()
+            )
+
+    def chunk_vectors(self, source: str, document_id: str) -> dict[str, Sequence[float]]:
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT c.hash, c.vector FROM documents d JOIN chunks c ON c.document = d.id "
+                "WHERE d.source = ? AND d.doc_id = ?",
+                (source, document_id),
+            ).fetchall()
+        return {text_hash: np.frombuffer(blob, dtype=np.float32) for text_hash, blob in rows}
+
+    def _dimension(self, source: str) -> int:
+        row = self._db.execute("SELECT dimension FROM sources WHERE name = ?", (source,)).fetchone()
+        if row is None:
+            raise VectorStoreError(
+                f"the knowledge store holds no source {source!r}",
+                hint="claim the source before writing to it",
+            )
+        return row[0]
+
+    def _blobs(self, source: str, dimension: int, chunks: list[Chunk]) -> list[bytes]:
+        """Each chunk's vector as a normalised float32 blob, after checking its dimension."""
+        if not chunks:
+            return []
+        for chunk in chunks:
+            if len(chunk.vector) != dimension:
+                raise VectorStoreError(
+                    f"a vector of {len(chunk.vector)} dimensions for source {source!r}, whose "
+                    f"vectors have {dimension} dimensions",
+                    hint="re-embed the source (drop it and ingest again) if its embeddings changed",
+                )
+        matrix = _unit_rows(np.asarray([chunk.vector for chunk in chunks], dtype=np.float32))
+        return [row.tobytes() for row in matrix]
+
+    def write_documents(self, source: str, documents: Iterable[DocumentRows]) -> None:
+        # the last of each id (a lazy iterable never runs while the lock is held)
+        documents = list({doc.id: doc for doc in documents}.values())
+        if not documents:
+            return
+        with self._lock, self._errors():
+            dimension = self._dimension(source)
+            blobs = [self._blobs(source, dimension, doc.chunks) for doc in documents]
+            stamp = now()
+            with self._write():
+                ids = []
+                for doc in documents:
+                    self._db.execute(
+                        "INSERT INTO documents (source, doc_id, hash, metadata, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, doc_id) DO UPDATE SET "
+                        "hash = excluded.hash, metadata = excluded.metadata, "
+                        "updated_at = excluded.updated_at",
+                        (source, doc.id, doc.hash, json.dumps(doc.metadata), stamp),
+                    )
+                    (rowid,) = self._db.execute(
+                        "SELECT id FROM documents WHERE source = ? AND doc_id = ?",
+                        (source, doc.id),
+                    ).fetchone()
+                    ids.append(rowid)
+                self._db.executemany(
+                    "INSERT INTO chunks (document, seq, hash, text, vector) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (document, seq) DO UPDATE SET "
+                    "hash = excluded.hash, text = excluded.text, vector = excluded.vector",
+                    (
+                        (rowid, chunk.seq, chunk.hash, chunk.text, blob)
+                        for rowid, doc, doc_blobs in zip(ids, documents, blobs, strict=True)
+                        for chunk, blob in zip(doc.chunks, doc_blobs, strict=True)
+                    ),
+                )
+                self._db.executemany(
+                    "DELETE FROM chunks WHERE document = ? AND seq >= ?",
+                    [(rowid, len(doc.chunks)) for rowid, doc in zip(ids, documents, strict=True)],
+                )
+                self._bump(source)
+
+    def delete_documents(self, source: str, document_ids: Iterable[str]) -> int:
+        pairs = [(source, doc_id) for doc_id in dict.fromkeys(document_ids)]
+        if not pairs:
+            return 0
+        with self._lock, self._errors(), self._write():
+            self._db.executemany(
+                "DELETE FROM chunks WHERE document = "
+                "(SELECT id FROM documents WHERE source = ? AND doc_id = ?)",
+                pairs,
+            )
+            deleted = self._db.executemany(
+                "DELETE FROM documents WHERE source = ? AND doc_id = ?", pairs
+            ).rowcount
+            if deleted:
+                self._bump(source)
+        return deleted
+
+    # -- search --------------------------------------------------------------------------------
+
+    def search(
+        self,
+        vector: Sequence[float],
+        k: int,
+        sources: Sequence[str],
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        names = list(dict.fromkeys(sources))
+        if k <= 0 or not names:
+            return []
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(query))
+        if norm:
+            query = query / norm
+        with self._lock, self._errors():
+            # one read transaction: the stamps, the matrices they validate, and the hits' rows
+            # are of one snapshot, whatever other processes write meanwhile
+            self._db.execute("BEGIN")
+            try:
+                found = self._search(query, k, names, where)
+            finally:
+                self._db.execute("COMMIT")
+        return found
+
+    def _search(
+        self, query: Any, k: int, names: list[str], where: dict[str, Any] | None
+    ) -> list[Hit]:
+        marks = ", ".join("?" * len(names))
+        states = self._db.execute(
+            f"SELECT name, dimension, generation FROM sources WHERE name IN ({marks})", names
+        ).fetchall()
+        known = {name: (dimension, generation) for name, dimension, generation in states}
+        for name in set(self._matrices) - set(known):
+            if name in names:
+                del self._matrices[name]  # dropped by another process
+        candidates: list[tuple[float, int, str]] = []
+        for name in names:
+            if name not in known:
+                continue
+            dimension, generation = known[name]
+            if dimension != len(query):
+                raise VectorStoreError(
+                    f"a query vector of {len(query)} dimensions for source {name!r}, whose "
+                    f"vectors have {dimension} dimensions",
+                    hint="search each source with the embeddings it was ingested with",
+                )
+            matrix = self._matrix(name, dimension, generation)
+            if not len(matrix.rowids):
+                continue
+            if where:
+                rows, sub = self._filter(name, matrix, where)
+                scores = sub @ query if sub is not None else (matrix.vectors @ query)[rows]
+            else:
+                rows, scores = None, matrix.vectors @ query
+            best = _top(scores, k)
+            picked = best if rows is None else rows[best]
+            candidates.extend(
+                zip(
+                    scores[best].tolist(),
+                    matrix.rowids[picked].tolist(),
+                    [name] * len(best),
+                    strict=True,
+                )
+            )
+        candidates.sort(key=lambda c: -c[0])  # (stable: ties keep the order of ``sources``)
+        candidates = candidates[:k]
+        if not candidates:
+            return []
+        marks = ", ".join("?" * len(candidates))
+        rows_by_id = {
+            row[0]: row[1:]
+            for row in self._db.execute(
+                "SELECT c.rowid, d.doc_id, c.seq, c.text, d.metadata "
+                f"FROM chunks c JOIN documents d ON d.id = c.document WHERE c.rowid IN ({marks})",
+                [rowid for _, rowid, _ in candidates],
+            )
+        }
+        return [
+            Hit(
+                source=name,
+                document_id=rows_by_id[rowid][0],
+                seq=rows_by_id[rowid][1],
+                text=rows_by_id[rowid][2],
+                score=min(1.0, max(-1.0, score)),
+                metadata=json.loads(rows_by_id[rowid][3]),
+            )
+            for score, rowid, name in candidates
+        ]
+
+    def _matrix(self, source: str, dimension: int, generation: int) -> _Matrix:
+        """``source``'s vectors as of ``generation``: cached, or read whole (in batches into one
+        preallocated matrix, so reading never needs twice the memory)."""
+        cached = self._matrices.get(source)
+        if cached is not None and cached.generation == generation:
+            return cached
+        self._matrices.pop(source, None)  # (let the old matrix go before reading the new)
+        select = "FROM documents d JOIN chunks c ON c.document = d.id WHERE d.source = ?"
+        (count,) = self._db.execute(f"SELECT count(*) {select}", (source,)).fetchone()
+        vectors = np.empty((count, dimension), dtype=np.float32)
+        rowids = np.empty(count, dtype=np.int64)
+        documents = np.empty(count, dtype=np.int64)
+        cursor = self._db.execute(f"SELECT c.rowid, c.document, c.vector {select}", (source,))
+        start = 0
+        while batch := cursor.fetchmany(4096):
+            end = start + len(batch)
+            ids, docs, blobs = zip(*batch, strict=True)
+            rowids[start:end] = ids
+            documents[start:end] = docs
+            vectors[start:end] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
+                -1, dimension
+            )
+            start = end
+        matrix = _Matrix(generation, vectors, rowids, documents)
+        self._matrices[source] = matrix
+        return matrix
+
+    def _filter(self, source: str, matrix: _Matrix, where: dict[str, Any]) -> tuple[Any, Any]:
+        """The rows of documents whose metadata has every key/value of ``where``, and, when they
+        are at most half the source, a copy of those rows to score alone (scoring every row and
+        then picking is faster than copying more than half of them)."""
+        key = json.dumps(where, sort_keys=True, default=str)
+        if key in matrix.filters:
+            matrix.filters.move_to_end(key)
+            return matrix.filters[key]
+        matching = [
+            doc
+            for doc, metadata in self._db.execute(
+                "SELECT id, metadata FROM documents WHERE source = ?", (source,)
+            )
+            if _matches(json.loads(metadata), where)
+        ]
+        rows = np.flatnonzero(np.isin(matrix.documents, np.asarray(matching, dtype=np.int64)))
+        sub = matrix.vectors[rows] if len(rows) * 2 <= len(matrix.rowids) else None
+        matrix.filters[key] = (rows, sub)
+        # at most _FILTERS_KEPT filters, and their copies at most one more matrix's worth
+        budget = matrix.vectors.nbytes
+        while len(matrix.filters) > _FILTERS_KEPT or (
+            len(matrix.filters) > 1
+            and sum(s.nbytes for _, s in matrix.filters.values() if s is not None) > budget
+        ):
+            matrix.filters.popitem(last=False)
+        return rows, sub
