@@ -1,4 +1,5 @@
-"""Helpers for provider plugins: read a ``models.<provider>`` section into per-model settings.
+"""Helpers for provider plugins: read a ``models.<provider>`` section (or an
+``embeddings.<provider>`` one, shaped the same) into per-model settings.
 
 A section holds defaults for all its models plus a ``models`` array; each entry may override a
 default (a per-model ``api_key``, ``timeout``...). ``ProviderSection.read`` gives one ``ModelEntry``
@@ -92,7 +93,15 @@ def _plain(value: Any) -> Any:
 
 
 class ProviderSection:
-    """The shape of one provider's settings section."""
+    """The shape of one provider's settings section: ``[default.<kind>.<provider>]``.
+
+    ``kind`` is ``"models"`` (chat models) or ``"embeddings"``. ``secrets_from`` names another
+    kind whose section of the same provider lends its section-level secrets (``api_key``) to
+    entries that have none of their own: ``secrets_from="models"`` lets embeddings use the key
+    already set for the provider's chat models. ``always`` are entries registered even with no
+    section at all (a model that needs no settings); a configured entry with the same id updates
+    one key by key.
+    """
 
     def __init__(
         self,
@@ -100,6 +109,10 @@ class ProviderSection:
         options: list[Option],
         id_from: str = "model_name",
         secret_optional: Any = None,
+        *,
+        kind: str = "models",
+        secrets_from: str | None = None,
+        always: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
     ) -> None:
         self.provider = provider
         self.options = {o.name: o for o in options}
@@ -107,14 +120,29 @@ class ProviderSection:
         # secret_optional(entry_options) -> True when this model can run without its secret
         # (a local server); otherwise an unset secret makes the model "missing secret".
         self.secret_optional = secret_optional
+        self.kind = kind
+        self.secrets_from = secrets_from
+        self.always = [dict(entry) for entry in always]
 
     @property
     def path(self) -> str:
-        return f"models.{self.provider}"
+        return f"{self.kind}.{self.provider}"
 
-    def _section(self, config: Any) -> dict[str, Any] | None:
-        section = config.get(self.path)
+    def _section(self, config: Any, path: str | None = None) -> dict[str, Any] | None:
+        section = config.get(path or self.path)
         return _lower_keys(section) if isinstance(section, Mapping) else None
+
+    def _lent_secrets(self, config: Any) -> dict[str, Any]:
+        """The section-level secrets of the ``secrets_from`` section (a per-model key there
+        belongs to that model's endpoint and is never lent)."""
+        if not self.secrets_from:
+            return {}
+        other = self._section(config, f"{self.secrets_from}.{self.provider}") or {}
+        return {
+            name: other[name]
+            for name, option in self.options.items()
+            if option.secret and other.get(name) not in (None, "")
+        }
 
     def _type_problems(self, data: Mapping[str, Any], prefix: str, level: str) -> list[tuple]:
         problems = []
@@ -138,7 +166,13 @@ class ProviderSection:
     def _entries(self, config: Any) -> tuple[list[ModelEntry], list[tuple[str, str]]]:
         section = self._section(config)
         if section is None:
-            return [], []
+            raw = config.get(self.path)
+            if raw is not None:
+                table = f"[default.{self.path}]"
+                return [], [(self.path, f"must be a table {table}, not {type(raw).__name__}")]
+            if not self.always:
+                return [], []
+            section = {}
         problems = self._type_problems(section, self.path, "section")
         raw_models = section.get("models") or []
         if not isinstance(raw_models, list):
@@ -150,8 +184,9 @@ class ProviderSection:
             )
             return [], problems
         defaults = {k: v for k, v in section.items() if k != "models"}
+        lent = self._lent_secrets(config)
         entries: list[ModelEntry] = []
-        for key_path, own in self._model_tables(raw_models, problems):
+        for key_path, own in self._model_tables([*self.always, *raw_models], problems):
             entry_problems = self._type_problems(own, key_path, "model")
             merged = {name: o.default for name, o in self.options.items() if o.default is not None}
             merged.update(_plain(defaults))
@@ -164,6 +199,9 @@ class ProviderSection:
             problems.extend(entry_problems)
             if entry_problems:
                 continue
+            for name, value in lent.items():
+                if merged.get(name) in (None, ""):
+                    merged[name] = value
             model_id = str(merged.get("id") or merged.get(self.id_from))
             entry = ModelEntry(model_id, merged)
             for option in self.options.values():
@@ -180,8 +218,9 @@ class ProviderSection:
         settings.local.toml, say: the layers' arrays are joined) updates that entry key by
         key, so a later layer can point a model at another endpoint."""
         tables: dict[Any, tuple[str, dict[str, Any]]] = {}
-        for i, raw in enumerate(raw_models):
-            key_path = f"{self.path}.models[{i}]"
+        for i, raw in enumerate(raw_models, start=-len(self.always)):
+            # the ``always`` entries come first, with no index of the user's
+            key_path = f"{self.path}.models[{i}]" if i >= 0 else self.path
             if not isinstance(raw, Mapping):
                 problems.append((key_path, f'must be a table, like {{ {self.id_from} = "..." }}'))
                 continue
@@ -190,7 +229,9 @@ class ProviderSection:
             key = model_id if isinstance(model_id, str) and model_id else i
             if key in tables:
                 first_path, first = tables[key]
-                tables[key] = (first_path, {**first, **own})
+                # an ``always`` entry's problems are the configured entry's
+                path = key_path if first_path == self.path else first_path
+                tables[key] = (path, {**first, **own})
             else:
                 tables[key] = (key_path, own)
         return list(tables.values())
@@ -209,9 +250,9 @@ class ProviderSection:
     def validate(self, config: Any) -> list[tuple[str, str]]:
         return self._entries(config)[1]
 
-    def register_models(self, config: Any, registry: Any, build: Any, *shown: str) -> None:
+    def register(self, config: Any, registry: Any, build: Any, *shown: str) -> None:
         """Register every usable entry with ``factory=build(entry.options)`` deferred to first
-        use, showing the ``shown`` fields in ``models list``."""
+        use, showing the ``shown`` fields in ``models list`` (or ``embeddings list``)."""
         from functools import partial
 
         for entry in self.read(config, registry):
@@ -221,6 +262,8 @@ class ProviderSection:
                 missing_secrets=entry.missing_secrets,
                 **display_info(entry, *shown),
             )
+
+    register_models = register  # the name chat providers have used
 
 
 # Keys every OpenAI-protocol provider accepts, passed to the LangChain constructor as they are.
@@ -256,6 +299,63 @@ def chat_openai(
 
     # Servers on loopback (llama.cpp, vLLM, Ollama) ignore the key, but the SDK insists on one.
     return ChatOpenAI(base_url=base_url, api_key=api_key or "not-needed", **kwargs)
+
+
+# Keys every OpenAI-protocol embeddings provider accepts ([default.embeddings.<provider>]).
+EMBEDDINGS_OPTIONS = [
+    Option("id", section=False),
+    Option("timeout", (int, float), minimum=0),
+    Option("max_retries", (int,), minimum=0),
+    Option("default_headers", (dict,)),
+    # the vector length, for models that can shorten theirs (text-embedding-3-*): sent as the
+    # API's `dimensions`; leave it unset for models that cannot (the API refuses it)
+    Option("dimension", (int,), minimum=1),
+    # texts per request (LangChain's chunk_size); some local servers take few at once
+    Option("batch_size", (int,), minimum=1),
+    # send token arrays, splitting texts longer than the model's context (LangChain's
+    # default): tiktoken downloads its encodings from the internet on first use, and most
+    # servers other than OpenAI's take only text, so it is off unless asked for or on OpenAI
+    Option("check_embedding_ctx_length", (bool,)),
+]
+
+
+def openai_embeddings(
+    options: Mapping[str, Any],
+    *,
+    base_url: str,
+    api_key: str | None,
+    azure: bool = False,
+    tokens_by_default: bool = False,
+    **extra: Any,
+) -> Any:
+    """Build ``OpenAIEmbeddings`` (or ``AzureOpenAIEmbeddings``), imported here on first use.
+
+    Unless ``check_embedding_ctx_length`` is on (by default only where ``tokens_by_default``:
+    OpenAI's own API), texts go as plain strings and vectors come back as JSON floats, which
+    every OpenAI-compatible server understands and which needs no network beyond the server
+    (no tiktoken download)."""
+    kwargs: dict[str, Any] = {
+        k: options[k]
+        for k in ("timeout", "max_retries", "default_headers")
+        if options.get(k) is not None
+    }
+    if options.get("dimension") is not None:
+        kwargs["dimensions"] = options["dimension"]
+    if options.get("batch_size") is not None:
+        kwargs["chunk_size"] = options["batch_size"]
+    tokens = options.get("check_embedding_ctx_length")
+    if not (tokens_by_default if tokens is None else tokens):
+        kwargs["check_embedding_ctx_length"] = False
+        kwargs["model_kwargs"] = {"encoding_format": "float"}
+    kwargs.update(extra)
+    if azure:
+        from langchain_openai import AzureOpenAIEmbeddings
+
+        return AzureOpenAIEmbeddings(azure_endpoint=base_url, api_key=api_key, **kwargs)
+    from langchain_openai import OpenAIEmbeddings
+
+    # Servers on loopback ignore the key, but the SDK insists on one.
+    return OpenAIEmbeddings(base_url=base_url, api_key=api_key or "not-needed", **kwargs)
 
 
 def display_info(entry: ModelEntry, *keys: str) -> dict[str, Any]:
