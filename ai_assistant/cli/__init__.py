@@ -15,6 +15,7 @@ from .context import global_options, load_plugin_commands, options, report_error
 
 BUILTIN_COMMANDS = {
     "models": "ai_assistant.cli.models:models",
+    "embeddings": "ai_assistant.cli.embeddings:embeddings",
     "plugins": "ai_assistant.cli.plugins:plugins",
     "config": "ai_assistant.cli.config:config",
     "chat": "ai_assistant.cli.chat:chat",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,47 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         padded = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
+
+
+def first_of(info: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """The first of ``keys`` that ``info`` holds a value for, as text ("" if none does)."""
+    return next((str(info[k]) for k in keys if info.get(k) not in (None, "")), "")
+
+
+def echo_registered(
+    items: Sequence[Any],
+    fmt: str,
+    columns: Sequence[tuple[str, Callable[[Any], Any]]],
+    empty: str,
+) -> None:
+    """A ``list`` command over registry items (models, embeddings models): their ids, their
+    ``describe()`` as JSON, or a table of ``(header, cell of an item)`` columns; ``empty`` is
+    warned when there are none, and the fix for each missing secret follows as a note."""
+    if fmt == "json":
+        echo_json([item.describe() for item in items])
+    elif fmt == "ids":
+        if items:
+            click.echo("\n".join(item.id for item in items))
+    elif items:
+        rows = [[cell(item) for _header, cell in columns] for item in items]
+        click.echo(render_table([header for header, _cell in columns], rows))
+    if not items:
+        warn(empty)
+    for kind, hint in sorted({(i.kind, i.fix_hint()) for i in items if i.missing_secrets}):
+        article = "an" if kind[:1] in "aeiou" else "a"
+        click.echo(f"note: {article} {kind} needs a secret: {hint}", err=True)
+
+
+def echo_details(details: Mapping[str, Any], fmt: str) -> None:
+    """A ``show`` command's item: JSON, or one ``key  value`` line per field (lists joined)."""
+    if fmt == "json":
+        echo_json(details)
+        return
+    width = max(len(k) for k in details)
+    for key, value in details.items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        click.echo(f"{key.ljust(width)}  {value}")
 
 
 def echo_json(data: Any) -> None:
