@@ -20,17 +20,31 @@ The requested model name picks the behaviour, so one server serves every case:
   by " | ">``.
   ``always-<names>`` asks every time (for the step limit). Only tools the request offered
   (its ``tools``) are asked for; with none offered it answers as ``use-`` would at the end.
+
+``POST /v1/embeddings`` answers with a vector per input (a string, a list of strings, a token
+array or a list of them): deterministic, from the input's words (each lower-cased word adds 1
+or -1 at a place its BLAKE2b hash picks; a token array's words are its numbers), L2-normalised,
+``EMBEDDING_DIMENSION`` long unless the request asks for ``dimensions``; base64 when asked
+(the openai SDK's default). The model names ``slow-<seconds>`` and ``e429``, ``e500``... behave
+as on the chat route.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import re
 import select
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+EMBEDDING_DIMENSION = 16
 
 TOOL_CALL = {
     "id": "call_weather_1",
@@ -61,6 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append(
             {"path": self.path, "body": body, "headers": headers, "received_at": received}
         )
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self._embeddings(body)
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
@@ -69,15 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if model.startswith("slow-"):
             time.sleep(float(model.split("-", 1)[1]))
-        if model.startswith("e") and model[1:].isdigit():
-            status = int(model[1:])
-            message = {
-                401: "Incorrect API key provided: "
-                + self.headers.get("Authorization", "").removeprefix("Bearer "),
-                429: "Rate limit reached",
-                400: "Invalid request",
-            }.get(status, "Upstream broke")
-            self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+        if self._error(model):
             return
         if model == "toolcall":
             self._tool_call(model, bool(body.get("stream")))
@@ -127,6 +136,53 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._stream(
             model, tokens, usage, bool((body.get("stream_options") or {}).get("include_usage"))
+        )
+
+    def _error(self, model: str) -> bool:
+        """Answer ``e<status>`` models with that error; True when it did."""
+        if not (model.startswith("e") and model[1:].isdigit()):
+            return False
+        status = int(model[1:])
+        message = {
+            401: "Incorrect API key provided: "
+            + self.headers.get("Authorization", "").removeprefix("Bearer "),
+            429: "Rate limit reached",
+            400: "Invalid request",
+        }.get(status, "Upstream broke")
+        self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+        return True
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        model = str(body.get("model", ""))
+        if model.startswith("slow-"):
+            time.sleep(float(model.split("-", 1)[1]))
+        if self._error(model):
+            return
+        inputs = _embedding_inputs(body.get("input"))
+        dimension = body.get("dimensions") or EMBEDDING_DIMENSION
+        if inputs is None or not isinstance(dimension, int) or dimension < 1:
+            message = "input must be a string, an array of strings, or token arrays"
+            if inputs is not None:
+                message = "dimensions must be a positive integer"
+            self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+            return
+        data = []
+        for index, words in enumerate(inputs):
+            vector = fake_embedding(words, dimension)
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                packed = struct.pack(f"<{dimension}f", *vector)
+                embedding = base64.b64encode(packed).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(words) for words in inputs)
+        self._json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
         )
 
     def _use_tools(self, model: str, body: dict[str, Any]) -> bool | str | None:
@@ -269,6 +325,42 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.server.finished_at = time.perf_counter()
+
+
+def _embedding_inputs(value: Any) -> list[list[str]] | None:
+    """Each input's words: a string's lower-cased words, a token array's numbers; None when
+    the input is not one of the shapes OpenAI takes."""
+
+    def is_tokens(item: Any) -> bool:
+        return (
+            isinstance(item, list)
+            and bool(item)
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+        )
+
+    if isinstance(value, str) or is_tokens(value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        return None
+    inputs = []
+    for item in value:
+        if isinstance(item, str):
+            inputs.append(re.findall(r"\w+", item.lower()))
+        elif is_tokens(item):
+            inputs.append([str(t) for t in item])
+        else:
+            return None
+    return inputs
+
+
+def fake_embedding(words: list[str], dimension: int = EMBEDDING_DIMENSION) -> list[float]:
+    """The fake upstream's vector for these words (what tests compare the client's with)."""
+    vector = [0.0] * dimension
+    for word in words:
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vector[digest % dimension] += 1.0 if digest >> 63 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 class _Server(ThreadingHTTPServer):
