@@ -200,9 +200,16 @@ class Chat:
         each user message wrapped in ``prompt.prefix``/``prompt.suffix``."""
         settings = self.settings
         new = [Message("user", user_text)]
-        return assemble(
-            new, self.history, self.system, settings["prefix"], settings["suffix"]
-        ).messages
+        prompt = assemble(new, self.history, self.system, settings["prefix"], settings["suffix"])
+        if self.knowledge:  # (as the turn will: chat --knowledge)
+            from ..knowledge.search import knowledge_of
+            from ..knowledge.tool import passages
+            from .prompt import add_knowledge
+
+            add_knowledge(
+                prompt, passages(knowledge_of(self.host).search(user_text, self.knowledge))
+            )
+        return prompt.messages
 
     def events(self, user_text: str) -> Iterator[Event]:
         """The reply's typed events as they arrive (``chat.events``); ``last_reply`` describes
