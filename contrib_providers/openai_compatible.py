@@ -12,9 +12,10 @@ llama.cpp's server, LM Studio. The Python answer to the model-provider guide's e
 Embeddings models come from a section of the same shape (POST <endpoint>/embeddings):
 
     [default.embeddings.openai_compatible]
+    endpoint = "https://api.openai.com/v1"     # the default for every entry
     models = [
-      { model_name = "text-embedding-3-small", endpoint = "https://api.openai.com/v1",
-        dimension = 512 },
+      { model_name = "text-embedding-3-small" },
+      { model_name = "text-embedding-3-large", id = "large-512", dimension = 512 },
       { model_name = "nomic-embed-text", endpoint = "http://127.0.0.1:8080/v1", id = "local" },
     ]
 
