@@ -392,3 +392,24 @@ def test_listing_embeddings_imports_no_sdk_and_no_numpy():
     ).stdout
     assert "hashing" in out
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_readmes_embeddings_settings_list_as_described(project):
+    text = (REPO / "README.md").read_text()
+    start = text.index("### Embeddings")
+    block = re.search(r"```toml\n(.*?)```", text[start:], re.S).group(1)
+    project.settings(block)
+    listed = {e["id"]: e for e in json.loads(run("embeddings", "--json").stdout)}
+    status = {item_id: item["status"] for item_id, item in listed.items()}
+    assert status == {
+        "hashing": "ready",
+        "text-embedding-3-small": "missing secret",
+        "large-512": "missing secret",
+        "local": "ready",
+        "azure-small": "missing secret",
+        "nomic-embed-text": "ready",
+    }
+    assert listed["large-512"]["dimension"] == 512
+    validate = run("config", "validate")
+    assert validate.exit_code == 0, validate.output
+    assert "error" not in validate.stdout and "already registered" not in validate.stdout
