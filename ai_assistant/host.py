@@ -68,6 +68,16 @@ class Host:
             "register_callbacks": self.callbacks,
         }
 
+    def contributions(self, plugin: str) -> dict[str, list[str]]:
+        """What ``plugin`` registered, by kind (``{"models": [...], "tools": [...]}``), kinds
+        it registered nothing of left out (``plugins list``)."""
+        out: dict[str, list[str]] = {}
+        for hook, registry in self.registries.items():
+            ids = [item.id for item in registry.by_plugin(plugin)]
+            if ids:
+                out[hook.removeprefix("register_")] = ids
+        return out
+
     def withdraw_failed(self) -> None:
         """Withdraw whatever a failed plugin registered, of every kind (a plugin that fails in
         one hook is withdrawn whole)."""

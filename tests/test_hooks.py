@@ -64,3 +64,50 @@ def test_pluggy_hook_monitoring_sees_each_plugins_call(project):
         undo()
     assert ("register_models", ["aa_plain"]) in seen
     assert ("register_models", ["echo"]) in seen
+
+
+def test_plugins_list_shows_what_each_plugin_provides_by_kind(project):
+    project.plugin(
+        "many",
+        "from ai_assistant import hookimpl\n\n"
+        "def shout(text: str) -> str:\n"
+        "    '''Upper-case a text.'''\n"
+        "    return text.upper()\n\n"
+        "@hookimpl\n"
+        "def register_models(config, registry):\n"
+        "    registry.register('m1', factory=lambda: None)\n"
+        "    registry.register('m2', factory=lambda: None)\n\n"
+        "@hookimpl\n"
+        "def register_tools(config, registry):\n"
+        "    registry.register(shout)\n\n"
+        "@hookimpl\n"
+        "def register_ingestors(config, registry):\n"
+        "    registry.register('notes', lambda source: [])\n",
+    )
+    table = project.run("plugins", "list").stdout
+    row = next(line for line in table.splitlines() if line.startswith("many "))
+    assert "models: 2, tools: 1, ingestors: 1" in row
+    listed = {p["name"]: p for p in json.loads(project.run("plugins", "list", "--json").stdout)}
+    assert listed["many"]["provides"] == {
+        "models": ["m1", "m2"],
+        "tools": ["shout"],
+        "ingestors": ["notes"],
+    }
+    assert listed["echo"]["provides"] == {"models": ["echo"]}
+
+
+def test_a_plugin_failing_in_a_later_hook_is_withdrawn_from_every_registry(project):
+    project.plugin(
+        "halfway",
+        "from ai_assistant import hookimpl\n\n"
+        "@hookimpl\n"
+        "def register_models(config, registry):\n"
+        "    registry.register('halfway-model', factory=lambda: None)\n\n"
+        "@hookimpl\n"
+        "def register_tools(config, registry):\n"
+        "    raise RuntimeError('tools broke')\n",
+    )
+    result = project.run("models", "list", "--format", "ids")
+    assert result.exit_code == 0
+    assert result.stdout.split() == ["echo"]  # its model went with it; the others remain
+    assert "plugin 'halfway' failed" in result.stderr and "tools broke" in result.stderr

@@ -31,7 +31,9 @@ def list_plugins(fmt: str = "table") -> None:
     load_plugin_commands(click.get_current_context(), quiet=True)  # so their problems show too
     report = host.plugins.report
     if fmt == "json":
-        echo_json([info.as_dict() for info in report])
+        echo_json(
+            [{**info.as_dict(), "provides": host.contributions(info.name)} for info in report]
+        )
     else:
         rows = []
         for info in report:
@@ -47,13 +49,13 @@ def list_plugins(fmt: str = "table") -> None:
                     info.name,
                     source,
                     info.version or "",
-                    ",".join(info.hooks) or "-",
+                    _provides(host.contributions(info.name), info.hooks),
                     info.status,
                     "" if info.load_seconds is None else f"{info.load_seconds * 1000:.0f} ms",
                     "; ".join(notes),
                 )
             )
-        headers = ["NAME", "SOURCE", "VERSION", "HOOKS", "STATUS", "LOAD", "REASON"]
+        headers = ["NAME", "SOURCE", "VERSION", "PROVIDES", "STATUS", "LOAD", "REASON"]
         click.echo(render_table(headers, rows))
     for key, message in host.plugins.warnings:
         warn(f"{key}: {message}")
@@ -119,3 +121,11 @@ def _default_directory(plugins_dirs: list[str]) -> Path:
         hint='pass --dir DIR, or add dirs = ["plugins"] under [default.plugins] in '
         "settings.toml (`ai-assistant init` writes settings with one)",
     )
+
+
+def _provides(contributions: dict[str, list[str]], hooks: list[str]) -> str:
+    """``models: 2, tools: 1``: how many of each kind a plugin registered; its hooks when it
+    registered nothing (``hooks: register_commands``); the JSON lists both in full."""
+    if contributions:
+        return ", ".join(f"{kind}: {len(ids)}" for kind, ids in contributions.items())
+    return "hooks: " + ",".join(hooks) if hooks else "-"
