@@ -94,6 +94,8 @@ def validate(host: Host) -> list[Finding]:
             f"chat.fallbacks.{model_id}", [model_id, *(chain if isinstance(chain, list) else [])]
         )
 
+    findings.extend(_knowledge_findings(host))
+
     for model in host.registry:
         if model.status == MISSING_SECRET:
             findings.append(
@@ -101,6 +103,56 @@ def validate(host: Host) -> list[Finding]:
                     WARNING,
                     ", ".join(model.missing_secrets),
                     f"not set, so model {model.id!r} cannot be used: {model.fix_hint()}",
+                )
+            )
+    return findings
+
+
+def _knowledge_findings(host: Host) -> list[Finding]:
+    """Each knowledge source names a registered ingestor and embeddings model; the store URL
+    is one a registered vector store opens. (Only read when knowledge is configured.)"""
+    if not host.config.get("knowledge"):
+        return []
+    from .errors import AiAssistantError
+    from .knowledge.settings import KnowledgeSettings
+
+    try:
+        settings = KnowledgeSettings(host)
+    except AiAssistantError as exc:
+        return [Finding(ERROR, "knowledge.sources", str(exc))]
+    findings = []
+    try:
+        host.vector_stores.for_url(settings.resolved_store_url())
+    except AiAssistantError as exc:
+        findings.append(Finding(ERROR, "knowledge.store", f"{exc}; {exc.hint}"))
+    ingestors, embeddings = host.ingestors.ids(), host.embeddings.ids()
+    for name, source in settings.sources.items():
+        key = f"knowledge.sources.{name}"
+        if not source.ingestor:
+            findings.append(Finding(ERROR, f"{key}.ingestor", 'is required, like "files"'))
+        elif source.ingestor not in ingestors:
+            findings.append(
+                Finding(
+                    ERROR,
+                    f"{key}.ingestor",
+                    f"no ingestor {source.ingestor!r} is registered"
+                    + (
+                        did_you_mean(source.ingestor, ingestors)
+                        or f" (known: {', '.join(ingestors)})"
+                    ),
+                )
+            )
+        if source.embeddings not in embeddings:
+            where = (
+                f"{key}.embeddings" if source.options.get("embeddings") else "knowledge.embeddings"
+            )
+            findings.append(
+                Finding(
+                    ERROR,
+                    where,
+                    f"no embeddings model {source.embeddings!r} is registered"
+                    + did_you_mean(source.embeddings, embeddings)
+                    + " (see `ai-assistant embeddings list`)",
                 )
             )
     return findings

@@ -21,7 +21,7 @@ from ai_assistant import Chat, load_host
 KNOWLEDGE = """
 [default.knowledge]
 embeddings = "{embeddings}"
-store = "knowledge.db"
+store = "{store}"
 chunk_size = 200
 chunk_overlap = 20
 {extra}
@@ -31,9 +31,17 @@ paths = ["{docs}"]
 """
 
 
-def configure(project, extra: str = "", docs: str = "docs", embeddings: str = "hashing") -> None:
+def configure(
+    project,
+    extra: str = "",
+    docs: str = "docs",
+    embeddings: str = "hashing",
+    store: str = "knowledge.db",
+) -> None:
     """The project's knowledge settings, with ``extra`` keys in [default.knowledge]."""
-    project.base_settings = KNOWLEDGE.format(extra=extra, docs=docs, embeddings=embeddings)
+    project.base_settings = KNOWLEDGE.format(
+        extra=extra, docs=docs, embeddings=embeddings, store=store
+    )
     project.settings()
 
 
@@ -443,10 +451,7 @@ def test_the_progress_bar_shows_on_a_terminal(kproject):
 
 
 def test_knowledge_on_postgresql_with_pgvector(kproject, postgres_url):
-    kproject.base_settings = KNOWLEDGE.format(extra="", docs="docs", embeddings="hashing").replace(
-        'store = "knowledge.db"', f'store = "{postgres_url}"'
-    )
-    kproject.settings()
+    configure(kproject, store=postgres_url)
     result, [report] = ingest(kproject)
     assert result.exit_code == 0, result.output
     assert report["added"] == 3
@@ -475,3 +480,21 @@ def test_knowledge_costs_nothing_for_commands_that_do_not_use_it(kproject):
         [sys.executable, "-c", code], cwd=kproject.root, capture_output=True, text=True
     )
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_config_validate_names_an_unknown_ingestor_embeddings_or_store(kproject):
+    kproject.settings(
+        '[default.knowledge.sources.wiki]\ningestor = "filez"\nembeddings = "hashng"\n'
+        '[default.knowledge.sources.notes]\npaths = ["notes"]\n'
+    )
+    result = kproject.run("config", "validate")
+    assert result.exit_code == 1
+    out = result.output
+    assert "knowledge.sources.wiki.ingestor: no ingestor 'filez' is registered" in out
+    assert "(did you mean 'files'?)" in out
+    assert "knowledge.sources.wiki.embeddings: no embeddings model 'hashng'" in out
+    assert "knowledge.sources.notes.ingestor: is required" in out
+    configure(kproject, store="mysql://db/x")
+    result = kproject.run("config", "validate")
+    assert "knowledge.store: no vector store opens mysql:// URLs" in result.output
+    assert "postgresql://" in result.output
