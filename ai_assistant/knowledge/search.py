@@ -48,26 +48,26 @@ class Knowledge:
         if k < 1:
             raise KnowledgeError(f"k must be at least 1, not {k}")
         wanted = self.settings.select(sources)
-        with self._lock:
-            store = self.store()
-            held = {state.name: state for state in store.sources()}
-            groups: dict[str, list[str]] = {}
-            for source in wanted:
-                state = held.get(source.name)
-                if state is None or state.embeddings != source.embeddings:
-                    continue  # never ingested, or ingested with another model: nothing to match
-                groups.setdefault(source.embeddings, []).append(source.name)
-            if not groups:
-                names = ", ".join(s.name for s in wanted)
-                raise KnowledgeError(
-                    f"nothing is ingested yet for {names}",
-                    hint="run `ai-assistant knowledge ingest` first",
-                )
-            hits: list[Any] = []
-            for embeddings_id, names in groups.items():
-                model = self.host.embeddings.get(embeddings_id).get()
-                vector = model.embed_query(query)
-                hits.extend(store.search(vector, k, names, where))
+        with self._lock:  # (the store is used by one thread at a time)
+            held = {state.name: state for state in self.store().sources()}
+        groups: dict[str, list[str]] = {}
+        for source in wanted:
+            state = held.get(source.name)
+            if state is None or state.embeddings != source.embeddings:
+                continue  # never ingested, or ingested with another model: nothing to match
+            groups.setdefault(source.embeddings, []).append(source.name)
+        if not groups:
+            names = ", ".join(s.name for s in wanted)
+            raise KnowledgeError(
+                f"nothing is ingested yet for {names}",
+                hint="run `ai-assistant knowledge ingest` first",
+            )
+        hits: list[Any] = []
+        for embeddings_id, names in groups.items():
+            # the query's embedding (a network call, for most models) holds no lock
+            vector = self.host.embeddings.get(embeddings_id).get().embed_query(query)
+            with self._lock:
+                hits.extend(self.store().search(vector, k, names, where))
         hits.sort(key=lambda hit: hit.score, reverse=True)
         return hits[:k]
 
