@@ -389,3 +389,58 @@ def test_numpy_is_imported_only_by_the_sqlite_store():
     )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_cache_follows_any_mix_of_writes_from_another_store(tmp_path, monkeypatch):
+    """A reader that keeps its matrix across another store's writes, rewrites, shrinks, deletes
+    and drops (catching up, or reading whole when it fell too far behind) finds exactly what a
+    store opened afresh finds."""
+    import random
+
+    from ai_assistant.storage.vectors import sqlite as module
+
+    monkeypatch.setattr(module, "REMEMBERED", 6)
+    monkeypatch.setattr(module, "_FORGET_EVERY", 4)
+    url = str(tmp_path / "knowledge.db")
+    rng = random.Random(5)
+    writer, reader = SQLiteVectorStore(url), SQLiteVectorStore(url)
+    writer.claim_source("docs", "e", 4)
+    writer.claim_source("other", "e", 4)
+
+    def vector() -> list[float]:
+        return [rng.uniform(-1, 1) for _ in range(4)]
+
+    def answer(store, query, where=None) -> tuple[list[tuple], list[float]]:
+        hits = store.search(query, 1000, ["docs", "other"], where)
+        hits.sort(key=lambda h: (h.source, h.document_id, h.seq))
+        return [(h.source, h.document_id, h.seq, h.text) for h in hits], [h.score for h in hits]
+
+    def same(one, other) -> bool:
+        return one[0] == other[0] and one[1] == pytest.approx(other[1], abs=1e-5)
+
+    for step in range(300):
+        source = rng.choice(["docs", "docs", "other"])
+        roll = rng.random()
+        if roll < 0.6:
+            docs = [
+                doc(
+                    f"d{rng.randrange(40)}",
+                    *(vector() for _ in range(rng.randrange(0, 5))),
+                    team=rng.choice("xy"),
+                )
+                for _ in range(rng.randrange(1, 6))
+            ]
+            writer.write_documents(source, docs)
+        elif roll < 0.95:
+            writer.delete_documents(source, [f"d{rng.randrange(40)}" for _ in range(3)])
+        else:
+            writer.drop_source(source)
+            writer.claim_source(source, "e", 4)
+        if rng.random() < 0.4:  # (the reader falls behind by a few writes at times)
+            query = vector()
+            with SQLiteVectorStore(url) as fresh:
+                assert same(answer(reader, query), answer(fresh, query)), step
+                where = {"team": "x"}
+                assert same(answer(reader, query, where), answer(fresh, query, where)), step
+    writer.close()
+    reader.close()

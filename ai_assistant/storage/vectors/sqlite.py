@@ -25,7 +25,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,25 @@ from .base import Chunk, DocumentRows, Hit, SourceState, VectorStore, VectorStor
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's lock before "busy"
 APPLICATION_ID = 0x4B4E4F57  # "KNOW": tells our files from other SQLite databases
 
-# the schema, one script per version (PRAGMA user_version); never edit a published one: append
+# the schema, one script per version (PRAGMA user_version); never edit a published one: append.
+# A chunk's text and hash have a table of their own so that loading vectors reads only vectors
+# (five to a page). ``store_meta.generation`` counts write transactions; ``sources.created`` is
+# the generation that created the source (a source dropped and claimed again is another one);
+# ``chunks.generation`` is the stamp of the write that last wrote the row, and
+# ``removed_chunks`` says which write removed which chunk, so a cache can read just what changed
+# since it was loaded. Removals are remembered for the last ``REMEMBERED`` writes (everything up
+# to ``store_meta.forgotten`` is forgotten); a cache older than that is read whole.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    INSERT INTO store_meta (key, value) VALUES ('generation', 0);
+    INSERT INTO store_meta (key, value) VALUES ('generation', 0), ('forgotten', 0);
     CREATE TABLE sources (
         name TEXT PRIMARY KEY,
         embeddings TEXT NOT NULL,
         dimension INTEGER NOT NULL,
         last_ingest TEXT,
-        generation INTEGER NOT NULL DEFAULT 0
+        created INTEGER NOT NULL,
+        generation INTEGER NOT NULL
     );
     CREATE TABLE documents (
         id INTEGER PRIMARY KEY,
@@ -60,17 +67,28 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (source, doc_id)
     );
     CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
         document INTEGER NOT NULL,
         seq INTEGER NOT NULL,
-        hash TEXT NOT NULL,
-        text TEXT NOT NULL,
+        generation INTEGER NOT NULL,
         vector BLOB NOT NULL,
         UNIQUE (document, seq)
     );
+    CREATE INDEX chunks_of_source ON chunks (source, generation, document);
+    CREATE TABLE chunk_texts (id INTEGER PRIMARY KEY, hash TEXT NOT NULL, text TEXT NOT NULL);
+    CREATE TABLE removed_chunks (
+        generation INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        id INTEGER NOT NULL
+    );
+    CREATE INDEX removed_chunks_since ON removed_chunks (generation);
     """,
 )
 
 _FILTERS_KEPT = 16  # filters whose rows (and small sub-matrices) each source keeps
+REMEMBERED = 1000  # writes whose removals are kept for caches to catch up with
+_FORGET_EVERY = 100  # writes between two forgettings of older removals
 
 
 def default_knowledge_path() -> Path:
@@ -78,17 +96,89 @@ def default_knowledge_path() -> Path:
     return default_store_path().with_name("knowledge.db")
 
 
-@dataclass(slots=True)
 class _Matrix:
-    """One source's vectors as searched: row ``i`` is chunk ``rowids[i]`` of document
-    ``documents[i]`` (both rowids in the file), as of ``generation``."""
+    """One source's vectors as searched, as of ``generation``: row ``i`` is chunk ``ids[i]`` of
+    document ``documents[i]`` (rowids in the file). Rows are updated in place: a rewritten chunk
+    keeps its row, a new one is appended (into spare rows, grown by a quarter when full), and a
+    removed one is marked dead (id and document -1, scored -inf) until dead rows are a quarter
+    of all, when the matrix is compacted."""
 
-    generation: int
-    vectors: Any  # (n, dimension) float32, rows of unit length (or zero)
-    rowids: Any  # (n,) int64
-    documents: Any  # (n,) int64
-    # per ``where`` filter: the matching rows, and a copy of just those rows when they are few
-    filters: OrderedDict[str, tuple[Any, Any]] = field(default_factory=OrderedDict)
+    __slots__ = ("generation", "created", "size", "_vectors", "_ids", "_documents", "dead")
+    __slots__ += ("filters",)
+
+    def __init__(self, generation: int, created: int, ids: Any, documents: Any, vectors: Any):
+        self.generation, self.created = generation, created
+        self.size = len(ids)
+        self._ids, self._documents, self._vectors = ids, documents, vectors
+        self.dead = np.empty(0, dtype=np.int64)  # positions of removed rows
+        # per ``where`` filter (as of ``generation``): the matching rows, and a copy of just
+        # those rows when they are few
+        self.filters: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+
+    @property
+    def vectors(self) -> Any:
+        return self._vectors[: self.size]
+
+    @property
+    def ids(self) -> Any:
+        return self._ids[: self.size]
+
+    @property
+    def documents(self) -> Any:
+        return self._documents[: self.size]
+
+    @property
+    def live(self) -> int:
+        return self.size - len(self.dead)
+
+    def positions(self, ids: Any) -> Any:
+        """The row of each of ``ids``, or -1."""
+        if not self.size or not len(ids):
+            return np.full(len(ids), -1, dtype=np.int64)
+        order = np.argsort(self.ids, kind="stable")
+        ordered = self.ids[order]
+        at = np.minimum(np.searchsorted(ordered, ids), self.size - 1)
+        return np.where(ordered[at] == ids, order[at], -1)
+
+    def forget(self, ids: Any) -> None:
+        rows = self.positions(ids)
+        rows = rows[rows >= 0]
+        self._ids[rows] = -1
+        self._documents[rows] = -1
+        self.dead = np.union1d(self.dead, rows)
+
+    def put(self, ids: Any, documents: Any, vectors: Any) -> None:
+        rows = self.positions(ids)
+        old = rows >= 0
+        self._vectors[rows[old]] = vectors[old]
+        self._documents[rows[old]] = documents[old]
+        new = ~old
+        added = int(new.sum())
+        if self.size + added > len(self._ids):
+            self._grow(max(self.size + added, self.size * 5 // 4))
+        end = self.size + added
+        self._vectors[self.size : end] = vectors[new]
+        self._ids[self.size : end] = ids[new]
+        self._documents[self.size : end] = documents[new]
+        self.size = end
+
+    def _grow(self, capacity: int) -> None:
+        keep = np.ones(self.size, dtype=bool)
+        keep[self.dead] = False
+        live = int(keep.sum())
+        vectors = np.empty((max(capacity, live), self._vectors.shape[1]), dtype=np.float32)
+        ids = np.empty(len(vectors), dtype=np.int64)
+        documents = np.empty(len(vectors), dtype=np.int64)
+        np.compress(keep, self.vectors, axis=0, out=vectors[:live])
+        np.compress(keep, self.ids, out=ids[:live])
+        np.compress(keep, self.documents, out=documents[:live])
+        self._vectors, self._ids, self._documents = vectors, ids, documents
+        self.size, self.dead = live, np.empty(0, dtype=np.int64)
+
+    def compact(self) -> None:
+        """Drop the dead rows once they are a quarter of all (a copy of the live ones)."""
+        if len(self.dead) * 4 > self.size:
+            self._grow(self.size - len(self.dead))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -107,6 +197,23 @@ def _unit_rows(vectors: Any) -> Any:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return (vectors / norms).astype(np.float32, copy=False)
+
+
+def _read_rows(cursor: sqlite3.Cursor, count: int, dimension: int) -> tuple[Any, Any, Any]:
+    """The ``count`` rows of (id, document, vector blob) of ``cursor`` as three arrays, read in
+    batches into arrays made beforehand (never the whole result as Python objects at once)."""
+    rowids = np.empty(count, dtype=np.int64)
+    documents = np.empty(count, dtype=np.int64)
+    vectors = np.empty((count, dimension), dtype=np.float32)
+    start = 0
+    while batch := cursor.fetchmany(4096):
+        end = start + len(batch)
+        ids, docs, blobs = zip(*batch, strict=True)
+        rowids[start:end] = ids
+        documents[start:end] = docs
+        vectors[start:end] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dimension)
+        start = end
+    return rowids, documents, vectors
 
 
 def _top(scores: Any, k: int) -> Any:
@@ -144,7 +251,8 @@ class SQLiteVectorStore(VectorStore):
             ) from None
         try:
             with self._errors():
-                self._db.execute("PRAGMA foreign_keys=OFF")
+                # (8 KiB pages hold five vectors of 384 floats; 4 KiB ones only two)
+                self._db.execute("PRAGMA page_size = 8192")  # (a no-op once the file has pages)
                 if not in_memory:
                     self._enable_wal()
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -243,8 +351,9 @@ class SQLiteVectorStore(VectorStore):
                 self._db.execute("ROLLBACK")
             raise
 
-    def _bump(self, *sources: str) -> None:
-        """Stamp ``sources`` with a generation no source has had (inside a write)."""
+    def _bump(self, *sources: str) -> int:
+        """Stamp ``sources`` with a generation no write has had (inside a write); return it.
+        Removals older than the last ``REMEMBERED`` writes are forgotten here."""
         self._db.execute("UPDATE store_meta SET value = value + 1 WHERE key = 'generation'")
         (generation,) = self._db.execute(
             "SELECT value FROM store_meta WHERE key = 'generation'"
@@ -252,6 +361,25 @@ class SQLiteVectorStore(VectorStore):
         self._db.executemany(
             "UPDATE sources SET generation = ? WHERE name = ?", [(generation, s) for s in sources]
         )
+        if generation % _FORGET_EVERY == 0:
+            horizon = generation - REMEMBERED
+            self._db.execute("DELETE FROM removed_chunks WHERE generation <= ?", (horizon,))
+            self._db.execute(
+                "UPDATE store_meta SET value = max(value, ?) WHERE key = 'forgotten'", (horizon,)
+            )
+        return generation
+
+    def _remove_chunks(self, generation: int, where: str, params: list[tuple]) -> None:
+        """Delete the chunks ``where`` selects (for each of ``params``), remembering which."""
+        self._db.executemany(
+            f"INSERT INTO removed_chunks (generation, source, id) "
+            f"SELECT {generation}, source, id FROM chunks WHERE {where}",
+            params,
+        )
+        self._db.executemany(
+            f"DELETE FROM chunk_texts WHERE id IN (SELECT id FROM chunks WHERE {where})", params
+        )
+        self._db.executemany(f"DELETE FROM chunks WHERE {where}", params)
 
     def close(self) -> None:
         with self._lock:
@@ -266,8 +394,7 @@ class SQLiteVectorStore(VectorStore):
                 """
                 SELECT s.name, s.embeddings, s.dimension, s.last_ingest,
                     (SELECT count(*) FROM documents d WHERE d.source = s.name),
-                    (SELECT count(*) FROM documents d JOIN chunks c ON c.document = d.id
-                     WHERE d.source = s.name)
+                    (SELECT count(*) FROM chunks c WHERE c.source = s.name)
                 FROM sources s ORDER BY s.name
                 """
             ).fetchall()
@@ -296,32 +423,34 @@ class SQLiteVectorStore(VectorStore):
                     f"{embeddings} ({dimension} dimensions)",
                     hint="drop the source first (re-embed it)",
                 )
+            generation = self._bump(name)
             self._db.execute(
-                "INSERT INTO sources (name, embeddings, dimension) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET "
+                "INSERT INTO sources (name, embeddings, dimension, created, generation) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "embeddings = excluded.embeddings, dimension = excluded.dimension",
-                (name, embeddings, int(dimension)),
+                (name, embeddings, int(dimension), generation, generation),
             )
-            self._bump(name)
 
     def _has_chunks(self, source: str) -> bool:
         return bool(
             self._db.execute(
-                "SELECT EXISTS (SELECT 1 FROM documents d JOIN chunks c ON c.document = d.id "
-                "WHERE d.source = ?)",
+                "SELECT EXISTS (SELECT 1 FROM chunks WHERE source = ?)",
                 (source,),
             ).fetchone()[0]
         )
 
     def drop_source(self, name: str) -> None:
         with self._lock, self._errors(), self._write():
+            # (its removals need no remembering: claimed again, it is created anew)
             self._db.execute(
-                "DELETE FROM chunks WHERE document IN (SELECT id FROM documents WHERE source = ?)",
+                "DELETE FROM chunk_texts WHERE id IN (SELECT id FROM chunks WHERE source = ?)",
                 (name,),
             )
+            self._db.execute("DELETE FROM chunks WHERE source = ?", (name,))
+            self._db.execute("DELETE FROM removed_chunks WHERE source = ?", (name,))
             self._db.execute("DELETE FROM documents WHERE source = ?", (name,))
             self._db.execute("DELETE FROM sources WHERE name = ?", (name,))
-            self._bump()  # (no stamp to set: the source is gone, which searches notice)
+            self._bump()
             self._matrices.pop(name, None)
 
     def finish_ingest(self, name: str, when: str) -> None:
@@ -341,8 +470,9 @@ class SQLiteVectorStore(VectorStore):
     def chunk_vectors(self, source: str, document_id: str) -> dict[str, Sequence[float]]:
         with self._lock, self._errors():
             rows = self._db.execute(
-                "SELECT c.hash, c.vector FROM documents d JOIN chunks c ON c.document = d.id "
-                "WHERE d.source = ? AND d.doc_id = ?",
+                "SELECT t.hash, c.vector FROM documents d JOIN chunks c ON c.document = d.id "
+                "JOIN chunk_texts t ON t.id = c.id WHERE d.source = ? AND d.doc_id = ? "
+                "ORDER BY c.seq",
                 (source, document_id),
             ).fetchall()
         return {text_hash: np.frombuffer(blob, dtype=np.float32) for text_hash, blob in rows}
@@ -380,6 +510,7 @@ class SQLiteVectorStore(VectorStore):
             blobs = [self._blobs(source, dimension, doc.chunks) for doc in documents]
             stamp = now()
             with self._write():
+                generation = self._bump(source)
                 ids = []
                 for doc in documents:
                     self._db.execute(
@@ -394,38 +525,40 @@ class SQLiteVectorStore(VectorStore):
                         (source, doc.id),
                     ).fetchone()
                     ids.append(rowid)
+                written = [
+                    (rowid, chunk, blob)
+                    for rowid, doc, doc_blobs in zip(ids, documents, blobs, strict=True)
+                    for chunk, blob in zip(doc.chunks, doc_blobs, strict=True)
+                ]
                 self._db.executemany(
-                    "INSERT INTO chunks (document, seq, hash, text, vector) "
+                    "INSERT INTO chunks (source, document, seq, generation, vector) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (document, seq) DO UPDATE SET "
-                    "hash = excluded.hash, text = excluded.text, vector = excluded.vector",
-                    (
-                        (rowid, chunk.seq, chunk.hash, chunk.text, blob)
-                        for rowid, doc, doc_blobs in zip(ids, documents, blobs, strict=True)
-                        for chunk, blob in zip(doc.chunks, doc_blobs, strict=True)
-                    ),
+                    "generation = excluded.generation, vector = excluded.vector",
+                    [(source, d, c.seq, generation, blob) for d, c, blob in written],
                 )
                 self._db.executemany(
-                    "DELETE FROM chunks WHERE document = ? AND seq >= ?",
-                    [(rowid, len(doc.chunks)) for rowid, doc in zip(ids, documents, strict=True)],
+                    "INSERT INTO chunk_texts (id, hash, text) "
+                    "SELECT id, ?, ? FROM chunks WHERE document = ? AND seq = ? "
+                    "ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, text = excluded.text",
+                    [(c.hash, c.text, d, c.seq) for d, c, _ in written],
                 )
-                self._bump(source)
+                ends = [(rowid, len(doc.chunks)) for rowid, doc in zip(ids, documents, strict=True)]
+                self._remove_chunks(generation, "document = ? AND seq >= ?", ends)
 
     def delete_documents(self, source: str, document_ids: Iterable[str]) -> int:
         pairs = [(source, doc_id) for doc_id in dict.fromkeys(document_ids)]
         if not pairs:
             return 0
         with self._lock, self._errors(), self._write():
-            self._db.executemany(
-                "DELETE FROM chunks WHERE document = "
-                "(SELECT id FROM documents WHERE source = ? AND doc_id = ?)",
+            generation = self._bump(source)
+            self._remove_chunks(
+                generation,
+                "document = (SELECT id FROM documents WHERE source = ? AND doc_id = ?)",
                 pairs,
             )
-            deleted = self._db.executemany(
+            return self._db.executemany(
                 "DELETE FROM documents WHERE source = ? AND doc_id = ?", pairs
             ).rowcount
-            if deleted:
-                self._bump(source)
-        return deleted
 
     # -- search --------------------------------------------------------------------------------
 
@@ -457,38 +590,41 @@ class SQLiteVectorStore(VectorStore):
         self, query: Any, k: int, names: list[str], where: dict[str, Any] | None
     ) -> list[Hit]:
         marks = ", ".join("?" * len(names))
-        states = self._db.execute(
-            f"SELECT name, dimension, generation FROM sources WHERE name IN ({marks})", names
-        ).fetchall()
-        known = {name: (dimension, generation) for name, dimension, generation in states}
-        for name in set(self._matrices) - set(known):
-            if name in names:
-                del self._matrices[name]  # dropped by another process
+        states = {
+            name: rest
+            for name, *rest in self._db.execute(
+                f"SELECT name, dimension, created, generation FROM sources WHERE name IN ({marks})",
+                names,
+            )
+        }
         candidates: list[tuple[float, int, str]] = []
         for name in names:
-            if name not in known:
+            if name not in states:
+                self._matrices.pop(name, None)  # (dropped, maybe by another process)
                 continue
-            dimension, generation = known[name]
+            dimension, created, generation = states[name]
             if dimension != len(query):
                 raise VectorStoreError(
                     f"a query vector of {len(query)} dimensions for source {name!r}, whose "
                     f"vectors have {dimension} dimensions",
                     hint="search each source with the embeddings it was ingested with",
                 )
-            matrix = self._matrix(name, dimension, generation)
-            if not len(matrix.rowids):
+            matrix = self._matrix(name, dimension, created, generation)
+            if not matrix.live:
                 continue
             if where:
                 rows, sub = self._filter(name, matrix, where)
                 scores = sub @ query if sub is not None else (matrix.vectors @ query)[rows]
             else:
                 rows, scores = None, matrix.vectors @ query
-            best = _top(scores, k)
+                scores[matrix.dead] = -np.inf
+            best = _top(scores, min(k, len(scores)))
+            best = best[np.isfinite(scores[best])]
             picked = best if rows is None else rows[best]
             candidates.extend(
                 zip(
                     scores[best].tolist(),
-                    matrix.rowids[picked].tolist(),
+                    matrix.ids[picked].tolist(),
                     [name] * len(best),
                     strict=True,
                 )
@@ -501,49 +637,78 @@ class SQLiteVectorStore(VectorStore):
         rows_by_id = {
             row[0]: row[1:]
             for row in self._db.execute(
-                "SELECT c.rowid, d.doc_id, c.seq, c.text, d.metadata "
-                f"FROM chunks c JOIN documents d ON d.id = c.document WHERE c.rowid IN ({marks})",
-                [rowid for _, rowid, _ in candidates],
+                "SELECT c.id, d.doc_id, c.seq, t.text, d.metadata FROM chunks c "
+                "JOIN documents d ON d.id = c.document JOIN chunk_texts t ON t.id = c.id "
+                f"WHERE c.id IN ({marks})",
+                [chunk for _, chunk, _ in candidates],
             )
         }
         return [
             Hit(
                 source=name,
-                document_id=rows_by_id[rowid][0],
-                seq=rows_by_id[rowid][1],
-                text=rows_by_id[rowid][2],
+                document_id=rows_by_id[chunk][0],
+                seq=rows_by_id[chunk][1],
+                text=rows_by_id[chunk][2],
                 score=min(1.0, max(-1.0, score)),
-                metadata=json.loads(rows_by_id[rowid][3]),
+                metadata=json.loads(rows_by_id[chunk][3]),
             )
-            for score, rowid, name in candidates
+            for score, chunk, name in candidates
         ]
 
-    def _matrix(self, source: str, dimension: int, generation: int) -> _Matrix:
-        """``source``'s vectors as of ``generation``: cached, or read whole (in batches into one
-        preallocated matrix, so reading never needs twice the memory)."""
+    def _matrix(self, source: str, dimension: int, created: int, generation: int) -> _Matrix:
+        """``source``'s vectors as of ``generation``: the cached matrix, brought up to date with
+        just what was written and removed since if it can be, else read whole."""
         cached = self._matrices.get(source)
         if cached is not None and cached.generation == generation:
             return cached
+        if (
+            cached is not None
+            and cached.created == created
+            and cached.vectors.shape[1] == dimension
+            and self._catch_up(source, cached, generation)
+        ):
+            return cached
         self._matrices.pop(source, None)  # (let the old matrix go before reading the new)
-        select = "FROM documents d JOIN chunks c ON c.document = d.id WHERE d.source = ?"
-        (count,) = self._db.execute(f"SELECT count(*) {select}", (source,)).fetchone()
-        vectors = np.empty((count, dimension), dtype=np.float32)
-        rowids = np.empty(count, dtype=np.int64)
-        documents = np.empty(count, dtype=np.int64)
-        cursor = self._db.execute(f"SELECT c.rowid, c.document, c.vector {select}", (source,))
-        start = 0
-        while batch := cursor.fetchmany(4096):
-            end = start + len(batch)
-            ids, docs, blobs = zip(*batch, strict=True)
-            rowids[start:end] = ids
-            documents[start:end] = docs
-            vectors[start:end] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
-                -1, dimension
-            )
-            start = end
-        matrix = _Matrix(generation, vectors, rowids, documents)
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM chunks WHERE source = ?", (source,)
+        ).fetchone()
+        (total,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
+        # reading the table in order is about twice as fast as looking each row up from the
+        # index: worth it while the other sources' rows read for nothing are fewer than these
+        scan = "NOT INDEXED" if count * 2 >= total else ""
+        cursor = self._db.execute(
+            f"SELECT id, document, vector FROM chunks {scan} WHERE source = ?", (source,)
+        )
+        matrix = _Matrix(generation, created, *_read_rows(cursor, count, dimension))
         self._matrices[source] = matrix
         return matrix
+
+    def _catch_up(self, source: str, matrix: _Matrix, generation: int) -> bool:
+        """Apply to ``matrix`` the removals and writes since its generation, unless they are
+        forgotten or many (then reading whole is as cheap): whether it did."""
+        (forgotten,) = self._db.execute(
+            "SELECT value FROM store_meta WHERE key = 'forgotten'"
+        ).fetchone()
+        if matrix.generation < forgotten:
+            return False
+        since = (source, matrix.generation)
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM chunks WHERE source = ? AND generation > ?", since
+        ).fetchone()
+        if count * 2 > matrix.live:
+            return False
+        removed = self._db.execute(
+            "SELECT id FROM removed_chunks WHERE generation > ? AND source = ?", since[::-1]
+        ).fetchall()
+        matrix.forget(np.array([chunk for (chunk,) in removed], dtype=np.int64))
+        cursor = self._db.execute(
+            "SELECT id, document, vector FROM chunks WHERE source = ? AND generation > ?", since
+        )
+        matrix.put(*_read_rows(cursor, count, matrix.vectors.shape[1]))
+        matrix.compact()
+        matrix.generation = generation
+        matrix.filters.clear()
+        return True
 
     def _filter(self, source: str, matrix: _Matrix, where: dict[str, Any]) -> tuple[Any, Any]:
         """The rows of documents whose metadata has every key/value of ``where``, and, when they
@@ -561,7 +726,7 @@ class SQLiteVectorStore(VectorStore):
             if _matches(json.loads(metadata), where)
         ]
         rows = np.flatnonzero(np.isin(matrix.documents, np.asarray(matching, dtype=np.int64)))
-        sub = matrix.vectors[rows] if len(rows) * 2 <= len(matrix.rowids) else None
+        sub = matrix.vectors[rows] if len(rows) * 2 <= matrix.size else None
         matrix.filters[key] = (rows, sub)
         # at most _FILTERS_KEPT filters, and their copies at most one more matrix's worth
         budget = matrix.vectors.nbytes
