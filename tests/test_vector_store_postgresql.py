@@ -159,9 +159,11 @@ def test_sources_of_two_dimensions_live_side_by_side(store, postgres_url):
         ("four", 4, 5, 50),
         ("twelve", 12, 5, 50),
     ]
-    assert {h.source for h in store.search(small[0], 5, ["four", "twelve"])} == {"four"}
-    assert {h.source for h in store.search(large[0], 5, ["four", "twelve"])} == {"twelve"}
-    assert store.search([1.0] * 7, 5, ["four"]) == []  # (no table of 7 dimensions)
+    assert [(h.document_id, h.seq) for h in store.search(small[0], 1, ["four"])] == [("f-0", 0)]
+    assert [(h.document_id, h.seq) for h in store.search(large[0], 1, ["twelve"])] == [("t-0", 0)]
+    with pytest.raises(VectorStoreError, match=r"7 dimensions .*'four' \(4 dimensions\)"):
+        store.search([1.0] * 7, 5, ["four"])
+    assert store.search([1.0] * 7, 5, ["missing"]) == []  # (nor a table of 7 dimensions)
 
 
 def test_filtered_searches_still_find_k_when_the_index_alone_would_not(store):
