@@ -521,3 +521,59 @@ def test_a_model_that_cannot_call_tools_answers_without_them(tool_project):
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "a plain answer"
     assert "model 'plain' cannot call tools: it answers without them" in result.stderr
+
+
+BLOCKING_TOOLS = """\
+import threading
+
+from ai_assistant import hookimpl
+
+NEVER = threading.Event()
+
+
+def interrupt(text: str) -> str:
+    \"\"\"Raises KeyboardInterrupt from inside the tool.\"\"\"
+    raise KeyboardInterrupt
+
+
+def stuck(text: str) -> str:
+    \"\"\"Blocks for ever.\"\"\"
+    NEVER.wait()
+    return "never"
+
+
+@hookimpl
+def register_tools(config, registry):
+    registry.register(interrupt)
+    registry.register(stuck, timeout=0.5)
+"""
+
+
+def test_a_blocking_tool_raising_keyboardinterrupt_is_its_own_failure(project):
+    project.plugin("blocking", BLOCKING_TOOLS)
+    result = project.run("chat", "-m", "echo", "-T", "interrupt", '/tool interrupt {"text": "x"}')
+    assert result.exit_code == 0, result.output
+    assert "the tool 'interrupt' failed: it raised KeyboardInterrupt" in result.stdout
+    # the loop survived: the same process answers again
+    from ai_assistant import Chat, load_host
+
+    chat = Chat(load_host(), "echo", tools=["interrupt"])
+    assert "failed" in chat.send('/tool interrupt {"text": "y"}').text
+    assert chat.send("still here").text == "echo: still here"
+
+
+def test_a_blocking_tool_past_its_timeout_never_keeps_the_cli_from_exiting(project):
+    import subprocess
+    import sys
+
+    project.plugin("blocking", BLOCKING_TOOLS)
+    done = subprocess.run(
+        [sys.executable, "-m", "ai_assistant", "chat", "--no-log", "-m", "echo", "-T", "stuck"],
+        input='/tool stuck {"text": "x"}',
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,  # the tool never returns: without the fix the process never exits
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the tool 'stuck' timed out after 0.5 s" in done.stdout

@@ -105,6 +105,59 @@ def cited_sources(artifact: Any) -> list[dict[str, Any]]:
     return []
 
 
+class ToolInterrupted(Exception):
+    """A tool raised ``KeyboardInterrupt`` or ``SystemExit`` itself: its failure, carried as an
+    ordinary exception (asyncio lets those two out of any task, killing the event loop)."""
+
+
+def _is_sync(lc_tool: Any) -> bool:
+    """Does the tool only have a blocking implementation (a plain function, or a ``BaseTool``
+    with ``_run`` and LangChain's default ``_arun``, which borrows the loop's shared pool)?"""
+    from langchain_core.tools import BaseTool
+
+    if getattr(lc_tool, "coroutine", None) is not None:
+        return False
+    if getattr(lc_tool, "func", None) is not None:
+        return True
+    return type(lc_tool)._arun is BaseTool._arun
+
+
+async def _invoke(lc_tool: Any, call: dict[str, Any]) -> Any:
+    """``lc_tool`` invoked with ``call``. A blocking tool runs on a daemon thread of its own, not
+    the loop's shared pool: one that outlives its timeout holds no pool thread the gateway
+    needs, and never keeps the CLI from exiting."""
+    try:
+        if not _is_sync(lc_tool):
+            return await lc_tool.ainvoke(call)
+        import threading
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(error: BaseException | None, result: Any = None) -> None:
+            if future.done():
+                return  # timed out or cancelled meanwhile
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def work() -> None:
+            try:
+                result = lc_tool.invoke(call)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                loop.call_soon_threadsafe(settle, ToolInterrupted(type(exc).__name__))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                loop.call_soon_threadsafe(settle, exc)
+            else:
+                loop.call_soon_threadsafe(settle, None, result)
+
+        threading.Thread(target=work, name=f"tool-{call.get('name')}", daemon=True).start()
+        return await future
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise ToolInterrupted(type(exc).__name__) from None
+
+
 async def run_tool(
     host: Any, tool: Tool, args: dict[str, Any], call_id: str = ""
 ) -> tuple[str, bool, list[dict[str, Any]]]:
@@ -119,7 +172,7 @@ async def run_tool(
         lc_tool = tool.get()
         # invoked as a tool call, a tool answers with a ToolMessage: its artifact comes too
         call = {"type": "tool_call", "id": call_id or "call", "name": tool.id, "args": args}
-        content = await asyncio.wait_for(lc_tool.ainvoke(call), timeout)
+        content = await asyncio.wait_for(_invoke(lc_tool, call), timeout)
         if getattr(content, "type", None) == "tool":  # a ToolMessage
             sources = cited_sources(getattr(content, "artifact", None))
             if getattr(content, "status", None) == "error":
@@ -137,6 +190,8 @@ async def run_tool(
         kind = type(exc).__name__
         if "ToolException" in {cls.__name__ for cls in type(exc).__mro__}:
             kind = ""  # the tool's own way of saying it failed: its message says it all
+        elif isinstance(exc, ToolInterrupted):
+            kind, detail = "", f"it raised {detail}"
         text = f"error: the tool {tool.id!r} failed: " + ": ".join(p for p in (kind, detail) if p)
         ok = False
     limit = settings.max_result_chars
