@@ -68,17 +68,18 @@ def validate(host: Host) -> list[Finding]:
         )
 
     loaded = set(plugins.plugins)
-    models = config.get("models")
-    for section in models if isinstance(models, Mapping) else ():
-        if str(section).lower() not in loaded:
-            findings.append(
-                Finding(
-                    WARNING,
-                    f"models.{section}",
-                    "no plugin of this name is loaded, so nothing reads this section"
-                    + did_you_mean(str(section).lower(), loaded),
+    for table in ("models", "embeddings"):
+        sections = config.get(table)
+        for section in sections if isinstance(sections, Mapping) else ():
+            if str(section).lower() not in loaded:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        f"{table}.{section}",
+                        "no plugin of this name is loaded, so nothing reads this section"
+                        + did_you_mean(str(section).lower(), loaded),
+                    )
                 )
-            )
 
     ids = set(host.registry.ids())
 
@@ -96,13 +97,13 @@ def validate(host: Host) -> list[Finding]:
 
     findings.extend(_knowledge_findings(host))
 
-    for model in host.registry:
-        if model.status == MISSING_SECRET:
+    for item in [*host.registry, *host.embeddings]:
+        if item.status == MISSING_SECRET:
             findings.append(
                 Finding(
                     WARNING,
-                    ", ".join(model.missing_secrets),
-                    f"not set, so model {model.id!r} cannot be used: {model.fix_hint()}",
+                    ", ".join(item.missing_secrets),
+                    f"not set, so {item.kind} {item.id!r} cannot be used: {item.fix_hint()}",
                 )
             )
     return findings

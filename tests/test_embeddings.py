@@ -413,3 +413,17 @@ def test_the_readmes_embeddings_settings_list_as_described(project):
     validate = run("config", "validate")
     assert validate.exit_code == 0, validate.output
     assert "error" not in validate.stdout and "already registered" not in validate.stdout
+
+
+def test_config_validate_reports_an_embeddings_secret_and_an_unread_section(project):
+    project.settings(
+        '[default.embeddings.openai_compatible]\nendpoint = "https://api.example.com/v1"\n'
+        'models = [{ model_name = "text-embedding-3-small" }]\n'
+        "[default.embeddings.opneai_compatible]\nmodels = []\n"
+    )
+    result = project.run("config", "validate")
+    out = result.output
+    assert "embeddings.openai_compatible.api_key" in out
+    assert "embeddings model 'text-embedding-3-small' cannot be used" in out
+    assert "embeddings.opneai_compatible: no plugin of this name is loaded" in out
+    assert "(did you mean 'openai_compatible'?)" in out
