@@ -111,6 +111,15 @@ def test_messages_keep_every_field_tool_calls_and_scores(history):
     assert set(reply) == {*MESSAGE_COLUMNS, "writer_pid", "writer_host"}
 
 
+def test_continuing_a_conversation_deleted_meanwhile_is_unknown_not_a_crash(history):
+    conversation_id, _reply = history.start_exchange(None, "echo", ["hi"])
+    history.delete_conversation(conversation_id)
+    # (a second request continued it after looking it up, before the delete)
+    with pytest.raises(UnknownConversationError, match="deleted"):
+        history.start_exchange(conversation_id, "echo", ["still there?"])
+    assert history.conversations() == []
+
+
 def test_owners_see_only_their_conversations_and_prefixes_must_be_unique(history):
     alice, _ = history.start_exchange(None, "echo", ["a"], owner="alice")
     bob, _ = history.start_exchange(None, "echo", ["b"], owner="bob")

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from ..host import Host
 from ..plugins import FAILED
-from ..storage import HistoryStore, StoreBusyError, StoreError
+from ..storage import HistoryStore, StoreBusyError, StoreError, UnknownConversationError
 from .errors import ApiError
 from .requests import Limits
 
@@ -52,6 +52,10 @@ async def recorded(reply: Any) -> None:
         with contextlib.suppress(Exception):
             await reply._events.aclose()
         raise store_error(exc) from None
+    except UnknownConversationError as exc:  # deleted while this request was on its way
+        with contextlib.suppress(Exception):
+            await reply._events.aclose()
+        raise ApiError(404, str(exc), "not_found_error", "conversation_not_found") from None
 
 
 def json_response(data: Any, status: int = 200) -> Any:

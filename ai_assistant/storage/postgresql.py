@@ -30,6 +30,7 @@ from .base import (
     HistoryStore,
     StoreBusyError,
     StoreError,
+    UnknownConversationError,
     UnknownMessageError,
     format_store_error,
     mask_url,
@@ -325,7 +326,8 @@ class PostgresStore(HistoryStore):
         # one statement, so one round trip, atomic by itself: the conversation (a CTE) and the
         # messages in order, the reply last (ids follow the VALUES order)
         params: list[Any] = []
-        if conversation_id is None or new:
+        continuing = not (conversation_id is None or new)
+        if not continuing:
             conversation_id = conversation_id or uuid.uuid4().hex
             head = (
                 "WITH c AS (INSERT INTO conversations (id, title, model, system, created_at, "
@@ -333,7 +335,9 @@ class PostgresStore(HistoryStore):
             )
             params += [conversation_id, title_of(rows), model_id, system, stamp, stamp, owner]
         else:
-            head = "WITH c AS (UPDATE conversations SET updated_at = %s WHERE id = %s) "
+            head = (
+                "WITH c AS (UPDATE conversations SET updated_at = %s WHERE id = %s RETURNING id) "
+            )
             params += [stamp, conversation_id]
         values = []
         for r in rows:
@@ -342,16 +346,25 @@ class PostgresStore(HistoryStore):
             params.append(r.get("tool_call_id"))
         values.append("(%s, 'assistant', '', %s, %s, %s, NULL, %s, NULL)")
         params += [conversation_id, model_id, STREAMING, stamp, writer]
+        # (continuing, the rows go in only if the conversation is still there: one deleted
+        # since it was looked up is unknown, not a foreign-key failure)
+        guard = " WHERE EXISTS (SELECT 1 FROM c)" if continuing else ""
         sql = (
             head + "INSERT INTO messages (conversation_id, role, content, model_id, status, "
-            "created_at, completed_at, writer, tool_call_id) VALUES "
+            "created_at, completed_at, writer, tool_call_id) SELECT * FROM (VALUES "
             + ", ".join(values)
+            + ") AS v"
+            + guard
             + " RETURNING id"
         )
         async with self._conn() as conn:
             cur = await conn.execute(sql, params)
-            reply_id = max(r[0] for r in await cur.fetchall())
-        return conversation_id, int(reply_id)
+            ids = [r[0] for r in await cur.fetchall()]
+        if not ids:
+            raise UnknownConversationError(
+                f"conversation {conversation_id!r} was deleted", hint="start a new conversation"
+            )
+        return conversation_id, int(max(ids))
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
         columns, values = update_columns(fields, "%s")

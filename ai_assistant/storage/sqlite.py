@@ -50,6 +50,7 @@ from .base import (
     HistoryStore,
     StoreBusyError,
     StoreError,
+    UnknownConversationError,
     UnknownMessageError,
     fix_messages,
     message_rows,
@@ -548,10 +549,15 @@ class SQLiteStore:
                     (conversation_id, title_of(rows), model_id, system, stamp, stamp, owner),
                 )
             else:
-                self._db.execute(
+                cursor = self._db.execute(
                     "UPDATE conversations SET updated_at = ? WHERE id = ?",
                     (stamp, conversation_id),
                 )
+                if cursor.rowcount == 0:  # deleted since it was looked up
+                    raise UnknownConversationError(
+                        f"conversation {conversation_id!r} was deleted",
+                        hint="start a new conversation",
+                    )
             for row in rows:
                 self._insert_message(
                     conversation_id,
