@@ -94,9 +94,12 @@ def mask_tree(data: Any, secrets: Iterable[str] = (), secret_paths: set[str] | N
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
 
 
-# ?password=...&sslkey=... in a URL's query (libpq and many SDKs take credentials there)
+# ?password=...&X-Amz-Signature=...#access_token=... in a URL's query or fragment (libpq, cloud
+# storage, OAuth and many SDKs put credentials there): any parameter whose name holds one of
+# these words, as a whole name or a part of one (client_secret, sslpassword, apiKey)
 _URL_SECRET_PARAM = re.compile(
-    r"(?P<name>[?&](?:password|passwd|pwd|token|access_token|api[_-]?key|secret|sig)=)[^&#\s]+",
+    r"(?P<name>[?&;#][\w.-]*?(?:pass|pwd|token|key|secret|sig|credential|auth)[\w.-]*=)"
+    r"[^&;#\s\"']+",
     re.IGNORECASE,
 )
 

@@ -225,6 +225,25 @@ def test_credentials_in_a_url_query_are_masked(project):
     assert "password=********&sslmode=require" in shown
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://blob.example/f?sv=2024&X-Amz-Signature=deadbeef01&x=1",
+        "https://idp.example/cb#access_token=deadbeef01&state=1",
+        "https://api.example/v1?client_secret=deadbeef01",
+        "postgresql://db/x?sslpassword=deadbeef01",
+        "https://api.example/v1?key=deadbeef01",
+        "https://api.example/v1?pass=deadbeef01",
+        "https://api.example/v1?apiKey=deadbeef01;other=2",
+    ],
+)
+def test_every_credential_shaped_query_or_fragment_parameter_is_masked(project, url):
+    project.settings(f'[default.storage]\nurl = "{url}"\n')
+    shown = project.run("config", "show").stdout
+    assert "deadbeef01" not in shown
+    assert "********" in shown
+
+
 LEAKY_PLUGIN = """\
 from ai_assistant import hookimpl
 
