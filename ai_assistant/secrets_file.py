@@ -34,7 +34,15 @@ def check_key_path(key_path: str) -> list[str]:
             f"invalid key path {key_path!r}: use {KEY_PATH_FORM}",
             hint="run `ai-assistant secrets list` to see the keys set",
         )
-    return key_path.split(".")
+    parts = key_path.split(".")
+    if parts[0].lower() == DEFAULT_TABLE and len(parts) > 1:
+        rest = ".".join(parts[1:])
+        raise AiAssistantError(
+            f"key path {key_path!r} starts with the environment table {parts[0]!r}",
+            hint=f"give the path below it: `ai-assistant secrets set {rest}` writes "
+            f"[{DEFAULT_TABLE}.{'.'.join(parts[1:-1])}] (--env NAME for another environment)",
+        )
+    return parts
 
 
 def _parse(path: Path) -> Any:

@@ -553,3 +553,12 @@ def test_secrets_list_names_the_variable_a_format_value_comes_from(remote, monke
     (item,) = json.loads(run("secrets", "list", "--json").stdout)
     assert item["from_variables"] == ["ACME_OPENAI_KEY"] and item["unset_variables"] == []
     assert models()["gpt-4o-mini"]["status"] == "ready"
+
+
+def test_secrets_set_refuses_a_path_that_starts_with_the_environment_table(remote):
+    result = remote.run("secrets", "set", "default.models.openai_compatible.api_key", input="sk-1")
+    assert result.exit_code == 1
+    assert "starts with the environment table 'default'" in result.stderr
+    assert "secrets set models.openai_compatible.api_key" in result.stderr
+    secrets = remote.root / ".secrets.toml"
+    assert not secrets.exists() or "default.default" not in secrets.read_text()
