@@ -320,6 +320,10 @@ def load_config(
             )
         )
     problems = check_host_settings(config) if check else []
+    # the gateway's own keys stop only `serve` (server_problems): any other command warns
+    for key, message in [p for p in problems if p[0].startswith(SERVER_ONLY)]:
+        config.warnings.append((key, f"{message}; `serve` will not start until it is fixed"))
+    problems = [p for p in problems if not p[0].startswith(SERVER_ONLY)]
     if problems:
         raise ConfigError(
             "invalid settings:\n" + "\n".join(f"  {key}: {msg}" for key, msg in problems),
@@ -471,6 +475,15 @@ def _type_name(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "an array"
     return {str: "a string", int: "an integer", float: "a number"}.get(type(value), "a value")
+
+
+SERVER_ONLY = "server."  # keys only the gateway reads
+
+
+def server_problems(config: Config) -> list[tuple[str, str]]:
+    """The problems with the gateway's own keys (``server.*``): `serve` refuses to start on
+    them, other commands only warn."""
+    return [p for p in check_host_settings(config) if p[0].startswith(SERVER_ONLY)]
 
 
 def check_host_settings(config: Config) -> list[tuple[str, str]]:

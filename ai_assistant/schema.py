@@ -168,7 +168,10 @@ def unknown_keys(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, l
     found: list[tuple[str, list[str]]] = []
     siblings = [p.rsplit(".", 1)[-1] for p in KEYS if p.rpartition(".")[0] == prefix]
     for key, value in data.items():
+        # (a nested key from an environment variable keeps the variable's case: PORT)
         path = f"{prefix}.{key}" if prefix else str(key)
+        if path not in KEYS and path.lower() in KEYS:
+            path = path.lower()
         if path not in KEYS:
             found.append((path, siblings))
         elif isinstance(value, Mapping) and path not in OPEN_TABLES:

@@ -230,3 +230,23 @@ def test_config_validate_passes_committed_style_settings_with_a_warning(project)
     project.write(".secrets.toml", f'[default.models.openai_compatible]\napi_key = "{SECRET}"\n')
     ok = project.run("config", "validate")
     assert "ok: no problems found" in ok.stdout
+
+
+def test_nested_keys_from_environment_variables_are_known_keys(project, monkeypatch):
+    monkeypatch.setenv("AI_ASSISTANT_SERVER__PORT", "9000")
+    monkeypatch.setenv("AI_ASSISTANT_CHAT__DEFAULT_MODEL", "echo")
+    result = project.run("config", "validate")
+    assert result.exit_code == 0, result.output
+    assert "not a setting" not in result.output and "PORT" not in result.output
+
+
+def test_a_bad_gateway_key_stops_serve_only(project, monkeypatch):
+    monkeypatch.setenv("AI_ASSISTANT_SERVER__PORT", "99999")
+    listed = project.run("models", "list", "--format", "ids")
+    assert listed.exit_code == 0 and listed.stdout.split() == ["echo"]
+    assert "server.port: must be between 1 and 65535" in listed.stderr
+    assert "`serve` will not start until it is fixed" in listed.stderr
+    served = project.run("serve")
+    assert served.exit_code == 1
+    assert "server.port: must be between 1 and 65535" in served.stderr
+    assert "AI_ASSISTANT_SERVER__PORT" in served.stderr

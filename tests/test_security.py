@@ -188,7 +188,8 @@ def test_a_host_table_that_is_not_a_table_is_one_finding(project, text, key):
     assert validate.exit_code == 1
     assert f"error    {key}: must be a table" in validate.stdout
     listed = project.run("models", "list")
-    assert listed.exit_code == 1
+    # (a gateway key stops only `serve`: other commands warn)
+    assert listed.exit_code == (0 if key.startswith("server.") else 1)
     assert f"{key}: must be a table" in listed.stderr
     assert "unexpected" not in validate.output + listed.stderr
 

@@ -24,6 +24,14 @@ def serve(bind_host: str | None, port: int | None, workers: int | None, insecure
     from ..server.run import ServeOptions, check_exposure, run
 
     host = get_host(start=False)  # the app's lifespan starts it, on the server's loop
+    from ..config import server_problems
+    from ..errors import ConfigError
+
+    if problems := server_problems(host.config):
+        raise ConfigError(
+            "invalid settings:\n" + "\n".join(f"  {key}: {msg}" for key, msg in problems),
+            hint="fix the keys above (see `ai-assistant config validate` for all checks)",
+        )
     serve_options = ServeOptions(host.config, bind_host, port, workers)
     check_exposure(serve_options, insecure)
     opts = options()
