@@ -16,7 +16,6 @@ command that does not use knowledge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,25 @@ class KnowledgeError(AiAssistantError):
     """Knowledge is not configured, or a source cannot be ingested or searched as asked."""
 
 
-@dataclass(slots=True)
 class Document:
     """What an ingestor yields: ``id`` unique within its source (a relative path, a URL),
-    ``content`` as text, and ``metadata`` (``path`` or ``url``, ``title``, ``updated``)."""
+    ``content`` as text, and ``metadata`` (``path`` or ``url``, ``title``, ``updated``).
+    (A plain class: this module is imported by every command of a host with knowledge.)"""
 
-    id: str
-    content: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("id", "content", "metadata")
+
+    def __init__(self, id: str, content: str, metadata: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.content = content
+        self.metadata = metadata if metadata is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Document({self.id!r}, {len(self.content)} characters)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self.id, self.content, self.metadata) == (other.id, other.content, other.metadata)
 
 
 class IngestSource:

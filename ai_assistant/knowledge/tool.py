@@ -26,16 +26,13 @@ def passages(hits: list[Any]) -> str:
 
 def register(host: Any) -> None:
     """Register ``search_knowledge`` for ``host`` if it has knowledge sources."""
-    from .settings import KnowledgeSettings
+    from collections.abc import Mapping
 
-    try:
-        settings = KnowledgeSettings(host)
-    except Exception:  # noqa: BLE001 - a broken knowledge table is reported where it is used
-        return
-    if not settings.configured:
-        return
-    names = ", ".join(settings.sources)
-    top_k = settings.top_k
+    sources = host.config.value("knowledge.sources")
+    if not isinstance(sources, Mapping) or not sources:
+        return  # (a broken knowledge table is reported where it is used)
+    names = ", ".join(str(name) for name in sources)
+    top_k = int(host.config.value("knowledge.top_k"))
 
     async def search_knowledge(query: str, k: int = top_k, source: str | None = None) -> Any:
         """Search the organisation's documents and return the passages closest to the query,

@@ -27,10 +27,14 @@ def open_postgresql(url):
     return PostgresVectorStore(url)
 
 
+def ingest_files(source):
+    from .files import ingest_files as ingest
+
+    return ingest(source)
+
+
 @hookimpl
 def register_ingestors(config, registry):
-    from .files import ingest_files
-
     registry.register("files", ingest_files, description="text files from local folders")
 
 
