@@ -1,6 +1,11 @@
-"""`ai-assistant serve` as a real process on a loopback port, driven with the official openai
-client (sync and async), LangChain's ChatOpenAI, and raw HTTP. Requests to `good` and friends
-cross two real HTTP hops: client -> gateway -> openai_compatible -> fake upstream."""
+"""The gateway end to end. Requests to `good` and friends cross to the fake upstream:
+client -> gateway -> openai_compatible -> fake upstream.
+
+Most cases drive the real app in this process (tests/gateway_client.py: its lifespan, then
+ASGI). What only a real server shows runs on `ai-assistant serve` as a process on a loopback
+port: the official openai client (sync and async) and LangChain's ChatOpenAI over two real HTTP
+hops, tokens that arrive while the reply is still streaming, clients that hang up on their
+socket, fifty concurrent connections, several workers, and a clean stop on SIGINT."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import httpx
 import openai
 import pytest
 from conftest import SECRET_KEY
+from gateway_client import serving
 
 EXE = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
 ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
@@ -45,7 +51,7 @@ models = [
   {{ model_name = "e429", id = "throttled" }},
   {{ model_name = "e503", id = "unavailable" }},
   {{ model_name = "e401", id = "locked" }},
-  {{ model_name = "slow-3", id = "stalled", timeout = 0.5 }},
+  {{ model_name = "held", id = "stalled", timeout = 0.1 }},  # held until the test lets go
   {{ model_name = "drop", id = "flaky" }},
   {{ model_name = "gated", id = "gated" }},
   {{ model_name = "held", id = "held" }},
@@ -100,10 +106,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, upstream):
-    root = tmp_path_factory.mktemp("gateway")
-    (root / "settings.toml").write_text(SETTINGS.format(url=upstream.url))
+def _write_project(root: Path, url: str) -> None:
+    (root / "settings.toml").write_text(SETTINGS.format(url=url))
     (root / ".secrets.toml").write_text(
         textwrap.dedent(f"""\
         [default.models.openai_compatible]
@@ -113,46 +117,87 @@ def gateway(tmp_path_factory, upstream):
         bob = "{BOB}"
     """)
     )
-    proc, base, log = _start(root)
-    yield {"url": base, "root": root, "log": log}
-    _stop(proc)
-    text = log.read_text()
-    # nothing secret and no traceback ever reached the log
+
+
+def _clean(log_text: str) -> None:
+    """Nothing secret and no traceback ever reached the gateway's log."""
     for secret in (SECRET_KEY, ALICE, BOB):
-        assert secret not in text
-    assert "Traceback" not in text
+        assert secret not in log_text
+    assert "Traceback" not in log_text
 
 
-def _client(gateway, key: str = ALICE, **kwargs) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway['url']}/v1", api_key=key, max_retries=0, **kwargs)
+class Gateway:
+    """The gateway of one module: in this process (``http``, ``openai``) or a real ``serve``
+    (``url``), its project folder (``root``) and its log so far (``log_text``)."""
+
+    def __init__(self, root: Path, http: httpx.Client, openai_client, log_text) -> None:
+        self.root = root
+        self.http = http
+        self._openai = openai_client
+        self._log_text = log_text
+
+    def openai(self, key: str = ALICE) -> openai.OpenAI:
+        return self._openai(key)
+
+    @property
+    def log_text(self) -> str:
+        return self._log_text()
 
 
-def _post(gateway, path: str, body, key: str | None = ALICE, **kwargs) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, upstream):
+    """The gateway in this process."""
+    root = tmp_path_factory.mktemp("gateway")
+    _write_project(root, upstream.url)
+    with serving(root, tmp_path_factory.mktemp("gateway-env")) as (app, log):
+        yield Gateway(root, app.client, app.openai, lambda: log.text)
+    _clean(log.text)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, upstream):
+    """The gateway as a real `ai-assistant serve` process."""
+    root = tmp_path_factory.mktemp("served")
+    _write_project(root, upstream.url)
+    proc, base, log = _start(root)
+    http = httpx.Client(base_url=base, timeout=30)
+
+    def client(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+
+    yield Gateway(root, http, client, log.read_text)
+    http.close()
+    _stop(proc)
+    _clean(log.read_text())
+
+
+def _url(gateway: Gateway) -> str:
+    return str(gateway.http.base_url).rstrip("/")
+
+
+def _auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _post(gateway: Gateway, path: str, body, key: str | None = ALICE) -> httpx.Response:
     content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return httpx.post(gateway["url"] + path, content=content, headers=headers, timeout=30, **kwargs)
+    return gateway.http.post(path, content=content, headers=_auth(key))
 
 
-def _events(gateway, path: str, body: dict, key: str = ALICE) -> list[str]:
+def _events(gateway: Gateway, path: str, body: dict, key: str = ALICE) -> list[str]:
     """The data of every server-sent event of a streaming request."""
-    with httpx.stream(
-        "POST",
-        gateway["url"] + path,
-        json=body,
-        timeout=30,
-        headers={"Authorization": f"Bearer {key}"},
-    ) as response:
+    with gateway.http.stream("POST", path, json=body, headers=_auth(key)) as response:
         assert response.status_code == 200, response.read()
         return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
 
 
-def _db(gateway) -> sqlite3.Connection:
-    db = sqlite3.connect(gateway["root"] / "history.db")
+def _db(gateway: Gateway) -> sqlite3.Connection:
+    db = sqlite3.connect(gateway.root / "history.db")
     db.row_factory = sqlite3.Row
     return db
 
 
-def _assistant_replies(gateway, prompt: str) -> list[sqlite3.Row]:
+def _assistant_replies(gateway: Gateway, prompt: str) -> list[sqlite3.Row]:
     return (
         _db(gateway)
         .execute(
@@ -164,16 +209,11 @@ def _assistant_replies(gateway, prompt: str) -> list[sqlite3.Row]:
     )
 
 
-# -- the OpenAI protocol ---------------------------------------------------------------------
+# -- the OpenAI protocol, end to end: the official clients on a real serve, over two hops ------
 
 
-def test_models_are_listed_in_openai_shape(gateway):
-    models = {m.id: m.owned_by for m in _client(gateway).models.list()}
-    assert models["echo"] == "echo" and models["good"] == "openai_compatible"
-
-
-def test_sync_client_non_streaming_and_streaming(gateway):
-    client = _client(gateway)
+def test_sync_client_non_streaming_and_streaming(served):
+    client = served.openai()
     done = client.chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "hi gateway"}]
     )
@@ -194,9 +234,9 @@ def test_sync_client_non_streaming_and_streaming(gateway):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
 
 
-def test_async_client_streaming_and_not(gateway):
+def test_async_client_streaming_and_not(served):
     async def main():
-        client = openai.AsyncOpenAI(base_url=f"{gateway['url']}/v1", api_key=BOB, max_retries=0)
+        client = openai.AsyncOpenAI(base_url=f"{_url(served)}/v1", api_key=BOB, max_retries=0)
         done = await client.chat.completions.create(
             model="good", messages=[{"role": "user", "content": "async hop"}]
         )
@@ -210,18 +250,26 @@ def test_async_client_streaming_and_not(gateway):
     assert asyncio.run(main()) == ("upstream: async hop", "upstream: async stream")
 
 
-def test_langchain_chat_openai_through_two_hops(gateway, upstream):
+def test_langchain_chat_openai_through_two_hops(served, upstream):
     from langchain_openai import ChatOpenAI
 
-    model = ChatOpenAI(model="good", base_url=f"{gateway['url']}/v1", api_key=ALICE, max_retries=0)
+    model = ChatOpenAI(model="good", base_url=f"{_url(served)}/v1", api_key=ALICE, max_retries=0)
     assert model.invoke("two hops").content == "upstream: two hops"
     assert "".join(c.content for c in model.stream("streamed hops")) == "upstream: streamed hops"
     # the gateway called the upstream with its own key, never the client's
     assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {SECRET_KEY}"
 
 
+# -- the OpenAI protocol, in process ---------------------------------------------------------
+
+
+def test_models_are_listed_in_openai_shape(gateway):
+    models = {m.id: m.owned_by for m in gateway.openai().models.list()}
+    assert models["echo"] == "echo" and models["good"] == "openai_compatible"
+
+
 def test_temperature_max_tokens_and_stop_are_passed_through(gateway, upstream):
-    _client(gateway).chat.completions.create(
+    gateway.openai().chat.completions.create(
         model="good",
         messages=[{"role": "user", "content": "params"}],
         temperature=0.3,
@@ -231,14 +279,14 @@ def test_temperature_max_tokens_and_stop_are_passed_through(gateway, upstream):
     sent = upstream.requests[-1]["body"]
     assert sent["temperature"] == 0.3 and sent["stop"] == ["zz"]
     assert 5 in (sent.get("max_tokens"), sent.get("max_completion_tokens"))
-    echoed = _client(gateway).chat.completions.create(
+    echoed = gateway.openai().chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "hello world"}], stop=["world"]
     )
     assert echoed.choices[0].message.content == "echo: hello "
 
 
 def test_replies_are_stored_per_caller(gateway):
-    _client(gateway).chat.completions.create(
+    gateway.openai().chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "store this one"}]
     )
     (reply,) = _assistant_replies(gateway, "store this one")
@@ -267,20 +315,19 @@ def test_requests_without_a_valid_key_are_refused(gateway, key, code):
     assert response.json()["error"]["code"] == code
     assert _post(gateway, "/api/chat/conversations", {}, key=key).status_code in (401, 405)
     with pytest.raises(openai.AuthenticationError):
-        _client(gateway, key=key or "none").models.list()
+        gateway.openai(key=key or "none").models.list()
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"])
 def test_health_and_readiness_need_no_key_and_tell_strangers_only_the_status(gateway, key):
-    assert httpx.get(gateway["url"] + "/healthz").json() == {"status": "ok"}
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    ready = httpx.get(gateway["url"] + "/readyz", headers=headers)
+    assert gateway.http.get("/healthz").json() == {"status": "ok"}
+    ready = gateway.http.get("/readyz", headers=_auth(key))
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready"}  # no model count, no plugin names
 
 
 def test_readiness_details_need_a_valid_key(gateway):
-    ready = httpx.get(gateway["url"] + "/readyz", headers={"Authorization": f"Bearer {BOB}"})
+    ready = gateway.http.get("/readyz", headers=_auth(BOB))
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready" and ready.json()["models"] == 11
     assert ready.json()["failed_plugins"] == []
@@ -344,16 +391,20 @@ def test_bad_requests_get_a_4xx_in_openai_shape(gateway, body, status, fragment)
         ("throttled", 429, "rate_limit_error"),
         ("unavailable", 502, "upstream_error"),
         ("locked", 502, "upstream_error"),
-        ("stalled", 504, "timeout_error"),
+        ("stalled", 504, "timeout_error"),  # the upstream holds it: only the timeout ends it
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
-def test_upstream_failures_map_to_status_codes(gateway, model, status, kind, stream):
-    response = _post(
-        gateway,
-        "/v1/chat/completions",
-        {"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]},
-    )
+def test_upstream_failures_map_to_status_codes(gateway, upstream, model, status, kind, stream):
+    upstream.reset()
+    try:
+        response = _post(
+            gateway,
+            "/v1/chat/completions",
+            {"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]},
+        )
+    finally:
+        upstream.hold.set()
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == kind
@@ -361,12 +412,12 @@ def test_upstream_failures_map_to_status_codes(gateway, model, status, kind, str
 
 
 def test_fallback_answers_and_says_which_model(gateway):
-    done = _client(gateway).chat.completions.create(
+    done = gateway.openai().chat.completions.create(
         model="limited", messages=[{"role": "user", "content": "fall back please"}]
     )
     assert done.model == "good"
     assert done.choices[0].message.content == "upstream: fall back please"
-    assert "model 'limited' failed (HTTP 429 rate limited" in gateway["log"].read_text()
+    assert "model 'limited' failed (HTTP 429 rate limited" in gateway.log_text
 
 
 def test_reply_broken_mid_stream_ends_with_an_error_event(gateway):
@@ -385,13 +436,15 @@ def test_reply_broken_mid_stream_ends_with_an_error_event(gateway):
     assert reply["status"] == "failed" and reply["content"] == "upstream: one"
 
 
-def test_client_disconnect_cancels_upstream_and_stores_interrupted(gateway, upstream):
+# -- clients that hang up, many at once: a real server's sockets -----------------------------
+
+
+def test_client_disconnect_cancels_upstream_and_stores_interrupted(served, upstream):
     upstream.reset()
-    with httpx.stream(
+    with served.http.stream(
         "POST",
-        gateway["url"] + "/v1/chat/completions",
-        timeout=30,
-        headers={"Authorization": f"Bearer {ALICE}"},
+        "/v1/chat/completions",
+        headers=_auth(ALICE),
         json={
             "model": "gated",
             "stream": True,
@@ -403,7 +456,7 @@ def test_client_disconnect_cancels_upstream_and_stores_interrupted(gateway, upst
                 break  # got the first token: hang up
     deadline = time.monotonic() + 20
     while True:
-        replies = _assistant_replies(gateway, "hang up on me")
+        replies = _assistant_replies(served, "hang up on me")
         if replies and replies[0]["status"] != "streaming":
             break
         assert time.monotonic() < deadline, "the reply was never settled"
@@ -418,14 +471,14 @@ def test_client_disconnect_cancels_upstream_and_stores_interrupted(gateway, upst
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_client_leaving_before_the_first_token_cancels_upstream(gateway, upstream, stream):
+def test_a_client_leaving_before_the_first_token_cancels_upstream(served, upstream, stream):
     """Through uvicorn: the client's socket closes while the upstream has sent nothing yet."""
     upstream.reset()
     prompt = f"leave early {stream}"
     body = json.dumps(
         {"model": "held", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
     ).encode()
-    port = int(gateway["url"].rsplit(":", 1)[1])
+    port = int(_url(served).rsplit(":", 1)[1])
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(
@@ -441,7 +494,7 @@ def test_a_client_leaving_before_the_first_token_cancels_upstream(gateway, upstr
         upstream.hold.set()
     deadline = time.monotonic() + 20
     while (
-        not (replies := _assistant_replies(gateway, prompt)) or replies[0]["status"] == "streaming"
+        not (replies := _assistant_replies(served, prompt)) or replies[0]["status"] == "streaming"
     ):
         assert time.monotonic() < deadline, "the reply was never settled"
         time.sleep(0.05)  # (another process writes it: polled)
@@ -449,7 +502,7 @@ def test_a_client_leaving_before_the_first_token_cancels_upstream(gateway, upstr
     assert replies[0]["error"] == "the client disconnected before the first token"
 
 
-def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(gateway):
+def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(served):
     async def one(client, i):
         stream = await client.chat.completions.create(
             model="echo-slow",
@@ -460,7 +513,7 @@ def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(gateway)
 
     async def main():
         client = openai.AsyncOpenAI(
-            base_url=f"{gateway['url']}/v1",
+            base_url=f"{_url(served)}/v1",
             api_key=ALICE,
             max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=60)),
@@ -472,7 +525,7 @@ def test_fifty_concurrent_streaming_clients_all_complete_and_are_stored(gateway)
     results = asyncio.run(main())
     assert results == [f"echo: client {i} says a b c d e" for i in range(50)]
     for i in range(50):
-        (reply,) = _assistant_replies(gateway, f"client {i} says a b c d e")
+        (reply,) = _assistant_replies(served, f"client {i} says a b c d e")
         assert reply["status"] == "complete" and reply["content"] == results[i]
 
 
@@ -501,20 +554,17 @@ def test_conversation_api_stores_continues_and_isolates_callers(gateway, upstrea
     sent = [m["content"] for m in upstream.requests[-1]["body"]["messages"]]
     assert sent[-3:] == ["remember me", "upstream: remember me", "and now?"]
 
-    auth = {"Authorization": f"Bearer {ALICE}"}
-    mine = httpx.get(gateway["url"] + "/api/chat/conversations", headers=auth).json()
+    http, alice, bob = gateway.http, _auth(ALICE), _auth(BOB)
+    mine = http.get("/api/chat/conversations", headers=alice).json()
     assert conversation_id in [c["id"] for c in mine["conversations"]]
-    detail = httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth).json()
+    detail = http.get(f"/api/chat/{conversation_id}", headers=alice).json()
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant"] * 2
     assert detail["messages"][1]["status"] == "complete"
 
-    bob = {"Authorization": f"Bearer {BOB}"}
-    theirs = httpx.get(gateway["url"] + "/api/chat/conversations", headers=bob).json()
+    theirs = http.get("/api/chat/conversations", headers=bob).json()
     assert conversation_id not in [c["id"] for c in theirs["conversations"]]
-    assert httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=bob).status_code == 404
-    assert (
-        httpx.delete(f"{gateway['url']}/api/chat/{conversation_id}", headers=bob).status_code == 404
-    )
+    assert http.get(f"/api/chat/{conversation_id}", headers=bob).status_code == 404
+    assert http.delete(f"/api/chat/{conversation_id}", headers=bob).status_code == 404
     hijack = _post(
         gateway,
         "/api/chat/message",
@@ -526,11 +576,9 @@ def test_conversation_api_stores_continues_and_isolates_callers(gateway, upstrea
         key=BOB,
     )
     assert hijack.status_code == 404
-    deleted = httpx.delete(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth)
+    deleted = http.delete(f"/api/chat/{conversation_id}", headers=alice)
     assert deleted.json() == {"deleted": conversation_id}
-    assert (
-        httpx.get(f"{gateway['url']}/api/chat/{conversation_id}", headers=auth).status_code == 404
-    )
+    assert http.get(f"/api/chat/{conversation_id}", headers=alice).status_code == 404
 
 
 def test_conversation_api_streams_events(gateway):
@@ -551,9 +599,7 @@ def test_conversation_api_streams_events(gateway):
     assert "".join(e["content"] for e in events if e["type"] == "token") == "echo: stream the api"
     assert events[-1]["type"] == "done" and events[-1]["modelId"] == "echo"
     assert events[-1]["conversationId"] == events[0]["conversationId"]
-    models = httpx.get(
-        gateway["url"] + "/api/models", headers={"Authorization": f"Bearer {BOB}"}
-    ).json()["models"]
+    models = gateway.http.get("/api/models", headers=_auth(BOB)).json()["models"]
     assert {"id": "echo", "plugin": "echo", "status": "ready"}.items() <= models[0].items()
 
 
