@@ -1,6 +1,7 @@
-"""The gateway over the one chat core, as a real `ai-assistant serve` process: tool messages and
-tool calls on both APIs, feedback scores on the caller's own replies only (handed to callback
-plugins), the lifespan that starts the host, and the pages that greet a person."""
+"""The gateway over the one chat core: tool messages and tool calls on both APIs, feedback scores
+on the caller's own replies only (handed to callback plugins), the lifespan that starts the host,
+and the pages that greet a person. The app runs in this process (tests/gateway_client.py); the
+lifespan is also seen on a real `ai-assistant serve` process, stopped by SIGINT."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 from conftest import SECRET_KEY
+from gateway_client import serving
 from test_gateway import ALICE, BOB, _start, _stop
 
 SETTINGS = """
@@ -115,31 +117,33 @@ def _write_project(root, url: str) -> None:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, upstream):
+    """The gateway in this process: ``http`` (an httpx client), ``app`` (its openai clients),
+    ``root`` (the project folder)."""
     root = tmp_path_factory.mktemp("core")
     _write_project(root, upstream.url)
-    proc, base, log = _start(root)
-    yield {"url": base, "root": root, "log": log}
-    _stop(proc)
-    assert "Traceback" not in log.read_text()
+    with serving(root, tmp_path_factory.mktemp("core-env")) as (app, log):
+        yield {"http": app.client, "app": app, "root": root}
+    assert "Traceback" not in log.text
+
+
+def _auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _post(gateway, path: str, body, key: str | None = ALICE) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.post(gateway["url"] + path, json=body, headers=headers, timeout=30)
+    return gateway["http"].post(path, json=body, headers=_auth(key))
+
+
+def _get(gateway, path: str, key: str | None = ALICE) -> httpx.Response:
+    return gateway["http"].get(path, headers=_auth(key))
 
 
 def _client(gateway, key: str = ALICE) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway['url']}/v1", api_key=key, max_retries=0)
+    return gateway["app"].openai(key)
 
 
 def _events(gateway, path: str, body: dict) -> list[dict]:
-    with httpx.stream(
-        "POST",
-        gateway["url"] + path,
-        json=body,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ALICE}"},
-    ) as response:
+    with gateway["http"].stream("POST", path, json=body, headers=_auth(ALICE)) as response:
         assert response.status_code == 200, response.read()
         return [
             json.loads(line[6:])
@@ -264,10 +268,7 @@ def test_a_tool_call_is_an_event_of_the_conversation_api_and_is_stored(gateway):
         },
     )
     assert answered.status_code == 200, answered.text
-    conv = httpx.get(
-        f"{gateway['url']}/api/chat/{conversation_id}",
-        headers={"Authorization": f"Bearer {ALICE}"},
-    ).json()
+    conv = _get(gateway, f"/api/chat/{conversation_id}").json()
     roles = [(m["role"], m.get("toolCallId"), bool(m.get("toolCalls"))) for m in conv["messages"]]
     assert roles == [
         ("user", None, False),
@@ -332,10 +333,7 @@ def test_a_score_is_stored_for_the_callers_own_reply_only_and_handed_to_callback
     ).fetchone() == (1.0, "spot on")
     scores = [json.loads(line[6:]) for line in _log(gateway) if line.startswith("score ")]
     assert scores == [[message_id, 1.0, "spot on", "alice"]]  # bob's attempt never got there
-    shown = httpx.get(
-        f"{gateway['url']}/api/chat/{sent.json()['conversationId']}",
-        headers={"Authorization": f"Bearer {ALICE}"},
-    ).json()
+    shown = _get(gateway, f"/api/chat/{sent.json()['conversationId']}").json()
     assert shown["messages"][-1]["score"] == {"value": 1.0, "comment": "spot on"}
 
 
@@ -343,7 +341,7 @@ def test_a_score_is_stored_for_the_callers_own_reply_only_and_handed_to_callback
 
 
 def test_the_landing_page_and_docs_need_no_key(gateway):
-    page = httpx.get(gateway["url"] + "/")
+    page = _get(gateway, "/", key=None)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for text in (
         "/v1/chat/completions",
@@ -352,9 +350,9 @@ def test_the_landing_page_and_docs_need_no_key(gateway):
         'href="/docs"',
     ):
         assert text in page.text
-    docs = httpx.get(gateway["url"] + "/docs")
+    docs = _get(gateway, "/docs", key=None)
     assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
-    assert httpx.get(gateway["url"] + "/openapi.json").status_code == 200
+    assert _get(gateway, "/openapi.json", key=None).status_code == 200
 
 
 # -- the lifespan ------------------------------------------------------------------------------
