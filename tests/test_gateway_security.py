@@ -3,8 +3,9 @@
 client that leaves before the first token cancels the upstream call; `serve` refuses bad ports
 and worker counts and says so in one line; loopback is an address, not a prefix.
 
-Most tests drive the real app in-process through ASGI (httpx's transport, or a bare ASGI call
-where a client disconnect must be staged); the rest run `ai-assistant serve` as a process."""
+Most tests drive the real app in-process through ASGI (tests/gateway_client.py, or a bare ASGI
+call where a client disconnect must be staged); what is about the server's own log, its command
+line, or the API as schemathesis reaches it over HTTP runs `ai-assistant serve` as a process."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import SECRET_KEY
+from gateway_client import InProcessGateway
 from test_gateway import EXE, _free_port, _start, _stop
 
 KEY = "sec-test-key-0123456789"
@@ -41,50 +43,28 @@ models = [
 """
 
 
-class Gateway:
-    """The real app in-process, driven on the module's one event loop (as in a server: LangChain
-    shares its HTTP clients between models, bound to the loop that first used them)."""
-
-    def __init__(self, app, runner: asyncio.Runner) -> None:
-        self.app = app
-        self.runner = runner
-
-    def run(self, coro):
-        return self.runner.run(coro)
+class Gateway(InProcessGateway):
+    """The real app in-process (its client raises what the app lets escape)."""
 
     def request(self, method: str, path: str, body=None, key: str | None = KEY) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         content = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
-
-        async def call() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)  # raises what the app lets escape
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                return await client.request(method, path, content=content, headers=headers)
-
-        return self.run(call())
-
-
-@pytest.fixture(scope="module")
-def runner():
-    with asyncio.Runner() as loop:
-        yield loop
+        return self.client.request(method, path, content=content, headers=headers)
 
 
 @pytest.fixture
-def gateways(runner):
-    """``gateways(app)``: the app, started as a server starts it (its lifespan), on the
-    module's loop; stopped after the test."""
-    started = []
+def gateways():
+    """``gateways(app)``: the app, started as a server starts it (its lifespan); stopped after
+    the test."""
+    started: list[Gateway] = []
 
     def start(app) -> Gateway:
-        lifespan = app.router.lifespan_context(app)
-        runner.run(lifespan.__aenter__())
-        started.append(lifespan)
-        return Gateway(app, runner)
+        started.append(Gateway(app).__enter__())
+        return started[-1]
 
     yield start
-    for lifespan in reversed(started):
-        runner.run(lifespan.__aexit__(None, None, None))
+    for gateway in reversed(started):
+        gateway.__exit__(None, None, None)
 
 
 @pytest.fixture
