@@ -377,6 +377,8 @@ def test_a_source_with_vectors_cannot_be_claimed_for_other_embeddings(tmp_path):
         assert "drop" in raised.value.hint
         with pytest.raises(VectorStoreError, match="claim"):
             store.write_documents("unclaimed", [doc("a", [1, 0])])
+        store.write_documents("unclaimed", [doc("empty")])  # (no vector: nothing to check)
+        assert store.document_hashes("unclaimed") == {"empty": "h-empty"}
 
 
 def test_numpy_is_imported_only_by_the_sqlite_store():

@@ -9,8 +9,9 @@ source's vectors are held in process memory as one matrix, loaded on first searc
 one matrix-vector product over the matching rows and an ``argpartition``, so its cost grows
 linearly with the chunks searched. Every write transaction stamps the sources it changed with a
 new value of a store-wide ``generation`` counter; each search reads those stamps (one small
-query, in the same read transaction as the rows it returns) and reloads a source whose stamp
-changed, so a search sees what any process wrote before it began.
+query, in the same read transaction as the rows it returns), and brings the matrix of a source
+whose stamp changed up to date by reading just the chunks written and removed since, so a search
+sees what any process wrote before it began.
 
 The file is private (0600, folders created 0700), in WAL mode; every wait for another process's
 lock is bounded, then reported as busy. The schema is versioned by ``PRAGMA user_version``.
@@ -103,8 +104,16 @@ class _Matrix:
     removed one is marked dead (id and document -1, scored -inf) until dead rows are a quarter
     of all, when the matrix is compacted."""
 
-    __slots__ = ("generation", "created", "size", "_vectors", "_ids", "_documents", "dead")
-    __slots__ += ("filters",)
+    __slots__ = (
+        "generation",
+        "created",
+        "size",
+        "_vectors",
+        "_ids",
+        "_documents",
+        "dead",
+        "filters",
+    )
 
     def __init__(self, generation: int, created: int, ids: Any, documents: Any, vectors: Any):
         self.generation, self.created = generation, created
@@ -214,6 +223,13 @@ def _read_rows(cursor: sqlite3.Cursor, count: int, dimension: int) -> tuple[Any,
         vectors[start:end] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dimension)
         start = end
     return rowids, documents, vectors
+
+
+def _dot(vectors: Any, query: Any) -> Any:
+    """Each row of ``vectors`` times ``query``. numpy's own loop on this thread, not BLAS: as
+    fast here (the product is bound by memory), and BLAS's threads, which spin waiting for each
+    other, make a search several times slower as soon as other work competes for the cores."""
+    return np.einsum("ij,j->i", vectors, query)
 
 
 def _top(scores: Any, k: int) -> Any:
@@ -506,7 +522,8 @@ class SQLiteVectorStore(VectorStore):
         if not documents:
             return
         with self._lock, self._errors():
-            dimension = self._dimension(source)
+            # (documents without chunks, say empty files, need no claim: no vector to check)
+            dimension = self._dimension(source) if any(d.chunks for d in documents) else 0
             blobs = [self._blobs(source, dimension, doc.chunks) for doc in documents]
             stamp = now()
             with self._write():
@@ -614,9 +631,9 @@ class SQLiteVectorStore(VectorStore):
                 continue
             if where:
                 rows, sub = self._filter(name, matrix, where)
-                scores = sub @ query if sub is not None else (matrix.vectors @ query)[rows]
+                scores = _dot(sub, query) if sub is not None else _dot(matrix.vectors, query)[rows]
             else:
-                rows, scores = None, matrix.vectors @ query
+                rows, scores = None, _dot(matrix.vectors, query)
                 scores[matrix.dead] = -np.inf
             best = _top(scores, min(k, len(scores)))
             best = best[np.isfinite(scores[best])]
