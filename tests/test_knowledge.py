@@ -498,3 +498,22 @@ def test_config_validate_names_an_unknown_ingestor_embeddings_or_store(kproject)
     result = kproject.run("config", "validate")
     assert "knowledge.store: no vector store opens mysql:// URLs" in result.output
     assert "postgresql://" in result.output
+
+
+def test_ingest_and_search_through_an_openai_compatible_embeddings_server(kproject, upstream):
+    configure(kproject, "batch_size = 2", embeddings="remote")
+    kproject.settings(
+        f'[default.embeddings.openai_compatible]\nendpoint = "{upstream.url}"\n'
+        'api_key = "sk-emb-7777"\nmax_retries = 0\n'
+        'models = [{ model_name = "emb-small", id = "remote" }]\n'
+    )
+    upstream.reset()
+    result, [report] = ingest(kproject)
+    assert result.exit_code == 0, result.output
+    assert (report["added"], report["embedded"]) == (3, 3)
+    calls = [r for r in upstream.requests if r["path"].endswith("/embeddings")]
+    assert [len(c["body"]["input"]) for c in calls] == [2, 1]  # knowledge.batch_size
+    assert all(c["body"]["model"] == "emb-small" for c in calls)
+    hits = _search(kproject, "deploy the billing service")
+    assert hits[0]["document"] == "docs/deploy.md"
+    assert "sk-emb-7777" not in result.output
