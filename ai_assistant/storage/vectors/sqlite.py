@@ -178,9 +178,11 @@ class _Matrix:
         vectors = np.empty((max(capacity, live), self._vectors.shape[1]), dtype=np.float32)
         ids = np.empty(len(vectors), dtype=np.int64)
         documents = np.empty(len(vectors), dtype=np.int64)
-        np.compress(keep, self.vectors, axis=0, out=vectors[:live])
-        np.compress(keep, self.ids, out=ids[:live])
-        np.compress(keep, self.documents, out=documents[:live])
+        if live == self.size:  # (slices copy fast; np.compress with ``out`` is 10x slower)
+            vectors[:live], ids[:live], documents[:live] = self.vectors, self.ids, self.documents
+        else:
+            vectors[:live] = self.vectors[keep]
+            ids[:live], documents[:live] = self.ids[keep], self.documents[keep]
         self._vectors, self._ids, self._documents = vectors, ids, documents
         self.size, self.dead = live, np.empty(0, dtype=np.int64)
 
