@@ -115,9 +115,11 @@ class _Matrix:
         "filters",
     )
 
-    def __init__(self, generation: int, created: int, ids: Any, documents: Any, vectors: Any):
+    def __init__(
+        self, generation: int, created: int, ids: Any, documents: Any, vectors: Any, size: int
+    ) -> None:
         self.generation, self.created = generation, created
-        self.size = len(ids)
+        self.size = size  # (rows past it are spare)
         self._ids, self._documents, self._vectors = ids, documents, vectors
         self.dead = np.empty(0, dtype=np.int64)  # positions of removed rows
         # per ``where`` filter (as of ``generation``): the matching rows, and a copy of just
@@ -210,12 +212,15 @@ def _unit_rows(vectors: Any) -> Any:
     return (vectors / norms).astype(np.float32, copy=False)
 
 
-def _read_rows(cursor: sqlite3.Cursor, count: int, dimension: int) -> tuple[Any, Any, Any]:
+def _read_rows(
+    cursor: sqlite3.Cursor, count: int, dimension: int, spare: int = 0
+) -> tuple[Any, Any, Any]:
     """The ``count`` rows of (id, document, vector blob) of ``cursor`` as three arrays, read in
-    batches into arrays made beforehand (never the whole result as Python objects at once)."""
-    rowids = np.empty(count, dtype=np.int64)
-    documents = np.empty(count, dtype=np.int64)
-    vectors = np.empty((count, dimension), dtype=np.float32)
+    batches into arrays made beforehand (never the whole result as Python objects at once),
+    with ``spare`` rows more at the end (which cost no memory until written)."""
+    rowids = np.empty(count + spare, dtype=np.int64)
+    documents = np.empty(count + spare, dtype=np.int64)
+    vectors = np.empty((count + spare, dimension), dtype=np.float32)
     start = 0
     while batch := cursor.fetchmany(4096):
         end = start + len(batch)
@@ -698,7 +703,9 @@ class SQLiteVectorStore(VectorStore):
         cursor = self._db.execute(
             f"SELECT id, document, vector FROM chunks {scan} WHERE source = ?", (source,)
         )
-        matrix = _Matrix(generation, created, *_read_rows(cursor, count, dimension))
+        # (a quarter more rows, so that the chunks other writers add fit without a copy)
+        arrays = _read_rows(cursor, count, dimension, spare=count // 4 + 64)
+        matrix = _Matrix(generation, created, *arrays, size=count)
         self._matrices[source] = matrix
         return matrix
 
