@@ -517,3 +517,16 @@ def test_ingest_and_search_through_an_openai_compatible_embeddings_server(kproje
     hits = _search(kproject, "deploy the billing service")
     assert hits[0]["document"] == "docs/deploy.md"
     assert "sk-emb-7777" not in result.output
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgresql"])
+def test_a_source_of_empty_documents_is_ingested_on_every_store(kproject, backend, request):
+    store = request.getfixturevalue("postgres_url") if backend == "postgresql" else "k.db"
+    configure(kproject, docs="blank", store=store)
+    kproject.write("blank/a.md", "")
+    kproject.write("blank/b.md", "   \n")
+    result, [report] = ingest(kproject)
+    assert result.exit_code == 0, result.output
+    assert (report["added"], report["chunks"]) == (2, 0)
+    state = _sources(kproject)
+    assert (state["documents"], state["chunks"], state["dimension"]) == (2, 0, 384)

@@ -322,7 +322,10 @@ class SourceSync:
     def _claim(self, rows: Sequence[Any]) -> None:
         vector = next((c.vector for r in rows for c in r.chunks), None)
         if vector is None:
-            return
+            if self._dimension is not None:
+                return
+            # only empty documents so far: the model's dimension, from one short query
+            vector = self.embeddings().embed_query("dimension")
         dimension = len(vector)
         if self._dimension is None:
             self.store.claim_source(self.source.name, self.source.embeddings, dimension)

@@ -323,3 +323,31 @@ def fix_messages(messages: list[dict[str, Any]], unmarked: set[str]) -> None:
             message.update(
                 status=INTERRUPTED, error=PROCESS_ENDED, writer_pid=None, writer_host=None
             )
+
+
+# -- files of the SQLite stores (history and knowledge) ------------------------------------
+
+
+def make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parent 0700; folders that exist are left alone."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for item in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process just made it
+            item.mkdir(mode=0o700)
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty ``path`` 0600 unless it exists (the mode of an existing file is kept)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite saying the database is locked by another connection?"""
+    import sqlite3
+
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)

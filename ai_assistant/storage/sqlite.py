@@ -52,7 +52,10 @@ from .base import (
     StoreError,
     UnknownConversationError,
     UnknownMessageError,
+    create_private_file,
     fix_messages,
+    is_busy,
+    make_private_folders,
     message_rows,
     migrations,
     now,
@@ -74,23 +77,6 @@ BUSY_TIMEOUT = 5.0  # seconds: storage.busy_timeout's default
 _OWN_WRITERS: set[str] = set()
 
 
-def _make_private_folders(folder: Path) -> None:
-    """Create ``folder`` and any missing parent 0700; folders that exist are left alone."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    for item in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another process just made it
-            item.mkdir(mode=0o700)
-
-
-def _create_private_file(path: Path) -> None:
-    """Create an empty ``path`` 0600 unless it exists (the mode of an existing file is kept)."""
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
 def _release_writer(writer_id: str, fd: int, lock_path: Path) -> None:
     """Give up a writer's lock and its file (at close, or when the store is collected)."""
     _OWN_WRITERS.discard(writer_id)
@@ -98,11 +84,6 @@ def _release_writer(writer_id: str, fd: int, lock_path: Path) -> None:
         lock_path.unlink()
     with contextlib.suppress(OSError):
         os.close(fd)
-
-
-def _is_busy(exc: BaseException) -> bool:
-    text = str(exc)
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class SQLiteStore:
@@ -125,8 +106,8 @@ class SQLiteStore:
         self._aio: AsyncSQLiteStore | None = None
         try:
             if not self._in_memory:
-                _make_private_folders(self.path.parent)
-                _create_private_file(self.path)
+                make_private_folders(self.path.parent)
+                create_private_file(self.path)
             self._db = self._connect()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
@@ -164,7 +145,7 @@ class SQLiteStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                if not is_busy(exc) or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
@@ -175,7 +156,7 @@ class SQLiteStore:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
             raise StoreBusyError(
                 f"the history store {self.path} stayed locked by another process for "
@@ -339,7 +320,7 @@ class SQLiteStore:
         lock_path = self.writers_dir / f"{writer_id}.lock"
         fd = -1
         try:
-            _make_private_folders(self.writers_dir)
+            make_private_folders(self.writers_dir)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -32,8 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..base import default_store_path, now, sqlite_path
-from ..sqlite import _create_private_file, _is_busy, _make_private_folders
+from ..base import (
+    create_private_file,
+    default_store_path,
+    is_busy,
+    make_private_folders,
+    now,
+    sqlite_path,
+)
 from .base import Chunk, DocumentRows, Hit, SourceState, VectorStore, VectorStoreError
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's lock before "busy"
@@ -263,8 +269,8 @@ class SQLiteVectorStore(VectorStore):
         in_memory = str(self.path) == ":memory:"
         try:
             if not in_memory:
-                _make_private_folders(self.path.parent)
-                _create_private_file(self.path)
+                make_private_folders(self.path.parent)
+                create_private_file(self.path)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
@@ -296,7 +302,7 @@ class SQLiteVectorStore(VectorStore):
         try:
             yield
         except sqlite3.Error as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise VectorStoreError(
                     f"the knowledge store {self.path} is busy: another process held its lock "
                     f"for more than {self.busy_timeout:g} s",
@@ -326,7 +332,7 @@ class SQLiteVectorStore(VectorStore):
                 self._db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                if not is_busy(exc) or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
