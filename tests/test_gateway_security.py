@@ -24,7 +24,7 @@ import httpx
 import pytest
 from conftest import SECRET_KEY
 from gateway_client import InProcessGateway
-from test_gateway import EXE, _free_port, _start, _stop
+from test_gateway import _free_port, _start, _stop
 
 KEY = "sec-test-key-0123456789"
 
@@ -504,15 +504,28 @@ def test_a_timed_out_reply_is_stored_with_its_reason(project, upstream, gateway,
 # -- item 10: loopback is an address --------------------------------------------------------
 
 
-def test_a_name_that_starts_with_127_is_not_loopback(project):
-    refused = subprocess.run(
-        [EXE, "serve", "--host", "127.attacker.example", "--port", str(_free_port())],
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=60,  # (a bound: before the fix this tried to serve)
-    )
-    assert refused.returncode == 1
+@pytest.fixture
+def never_serves(monkeypatch):
+    """``serve`` run in this process, where starting a server fails the test instead of serving
+    (before the fixes, these commands started a server that never returned)."""
+    started = []
+
+    def tripped(*args, **kwargs):
+        started.append(args)
+        raise AssertionError("serve started a server instead of refusing")
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    monkeypatch.setattr(uvicorn.Server, "run", tripped)
+    monkeypatch.setattr(Multiprocess, "run", tripped)
+    yield
+    assert started == [], "serve started a server instead of refusing"
+
+
+def test_a_name_that_starts_with_127_is_not_loopback(project, never_serves):
+    refused = project.run("serve", "--host", "127.attacker.example", "--port", str(_free_port()))
+    assert refused.exit_code == 1
     assert "refusing to listen on 127.attacker.example with no API keys" in refused.stderr
 
 
@@ -553,13 +566,6 @@ def test_an_insecure_gateway_does_not_claim_loopback(project):
 # -- item 9: out-of-range serve options, a busy port ----------------------------------------
 
 
-def _serve(project, *args: str) -> subprocess.CompletedProcess:
-    # (the timeout is a bound: before the fix these started a server that never returned)
-    return subprocess.run(
-        [EXE, "serve", *args], cwd=project.root, capture_output=True, text=True, timeout=60
-    )
-
-
 @pytest.mark.parametrize(
     "args, settings, named",
     [
@@ -570,21 +576,23 @@ def _serve(project, *args: str) -> subprocess.CompletedProcess:
         ([], "[default.server]\nworkers = 0\n", "server.workers"),
     ],
 )
-def test_out_of_range_port_or_workers_is_refused_by_name(project, args, settings, named):
+def test_out_of_range_port_or_workers_is_refused_by_name(
+    project, never_serves, args, settings, named
+):
     project.settings(settings)
-    result = _serve(project, *args)
-    assert result.returncode == 1
+    result = project.run("serve", *args)
+    assert result.exit_code == 1
     assert named in result.stderr
     assert "Uvicorn" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_busy_port_is_one_line_naming_it(project):
+def test_a_busy_port_is_one_line_naming_it(project, never_serves):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = _serve(project, "--port", str(port))
-    assert result.returncode == 1
+        result = project.run("serve", "--port", str(port))
+    assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"error: port {port} is already in use on 127.0.0.1: choose another with --port N "
