@@ -613,10 +613,20 @@ def test_a_keyless_gateway_is_refused_beyond_loopback(project):
     assert "--insecure" in refused.stderr
 
 
-def test_several_workers_serve_the_same_store(project):
+def test_several_workers_really_answer_and_serve_the_same_store(project):
     project.settings('[default.storage]\npath = "history.db"\n')
     proc, base, log = _start(project.root, "--workers", "2")
+    pids: set[int] = set()
     try:
+        # each request on a fresh connection is accepted by whichever worker wins it: within a
+        # bounded number of tries both must have answered (one worker answers all if --workers
+        # is ignored)
+        for _ in range(400):
+            with httpx.Client(timeout=10) as client:  # a new connection each time
+                body = client.get(f"{base}/readyz").json()
+            pids.add(body["pid"])
+            if len(pids) == 2:
+                break
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
         replies = {
             client.chat.completions.create(
@@ -629,6 +639,8 @@ def test_several_workers_serve_the_same_store(project):
         assert replies == {f"echo: worker {i}" for i in range(6)}
     finally:
         _stop(proc)
+    assert len(pids) == 2
+    assert proc.pid not in pids  # the workers, not the supervising process
     db = sqlite3.connect(project.root / "history.db")
     assert (
         db.execute(
@@ -637,22 +649,3 @@ def test_several_workers_serve_the_same_store(project):
         == 6
     )
     assert "2 worker(s)" in log.read_text()
-
-
-def test_several_workers_really_answer(project):
-    # each request on a fresh connection is accepted by whichever worker wins it: within a
-    # bounded number of tries both must have answered (one worker answers all if --workers is
-    # ignored)
-    proc, base, _log = _start(project.root, "--workers", "2")
-    pids: set[int] = set()
-    try:
-        for _ in range(400):
-            with httpx.Client(timeout=10) as client:  # a new connection each time
-                body = client.get(f"{base}/readyz").json()
-            pids.add(body["pid"])
-            if len(pids) == 2:
-                break
-    finally:
-        _stop(proc)
-    assert len(pids) == 2
-    assert proc.pid not in pids  # the workers, not the supervising process
