@@ -1,12 +1,14 @@
 """The gateway over the one chat core: tool messages and tool calls on both APIs, feedback scores
 on the caller's own replies only (handed to callback plugins), the lifespan that starts the host,
 and the pages that greet a person. The app runs in this process (tests/gateway_client.py); the
-lifespan is also seen on a real `ai-assistant serve` process, stopped by SIGINT."""
+lifespan is also seen on a real `ai-assistant serve` process, stopped by SIGINT and SIGTERM."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
 import textwrap
 import time
 
@@ -15,7 +17,7 @@ import openai
 import pytest
 from conftest import SECRET_KEY
 from gateway_client import serving
-from test_gateway import ALICE, BOB, _start, _stop
+from test_gateway import ALICE, BOB, _start
 
 SETTINGS = """
 [default.plugins]
@@ -358,7 +360,8 @@ def test_the_landing_page_and_docs_need_no_key(gateway):
 # -- the lifespan ------------------------------------------------------------------------------
 
 
-def test_serve_starts_the_host_and_builds_models_before_it_is_ready(tmp_path, upstream):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_starts_the_host_and_builds_models_before_it_is_ready(tmp_path, upstream, stop):
     _write_project(tmp_path, upstream.url)
     proc, base, log = _start(tmp_path)
     try:
@@ -376,7 +379,14 @@ def test_serve_starts_the_host_and_builds_models_before_it_is_ready(tmp_path, up
         )
         assert response.json()["choices"][0]["message"]["content"] == "fine"
     finally:
-        _stop(proc)
+        proc.send_signal(stop)  # Ctrl-C, or a service manager stopping it
+        try:
+            proc.wait(timeout=30)  # (a bound)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    # stopped cleanly: exit status 0, or the signal uvicorn raises again once it has shut down
+    assert proc.returncode in (0, -stop)
     assert (tmp_path / "plugins" / "events.log").read_text().splitlines() == [
         "startup",
         "built",
