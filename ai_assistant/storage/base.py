@@ -351,3 +351,23 @@ def is_busy(exc: BaseException) -> bool:
 
     text = str(exc)
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def enable_wal(db: Any, busy_timeout: float) -> None:
+    """Switch a new SQLite file to WAL (a no-op once it is). When another process is setting up
+    the same new file, SQLite answers "locked" at once rather than wait (waiting could
+    deadlock), so wait here, as long as for any other lock, and try again."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)

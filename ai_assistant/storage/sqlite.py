@@ -34,7 +34,6 @@ import queue
 import socket
 import sqlite3
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -53,6 +52,7 @@ from .base import (
     UnknownConversationError,
     UnknownMessageError,
     create_private_file,
+    enable_wal,
     fix_messages,
     is_busy,
     make_private_folders,
@@ -135,20 +135,7 @@ class SQLiteStore:
         return db
 
     def _enable_wal(self) -> None:
-        """Switch a new file to WAL (a no-op once it is). When another process is setting up the
-        same new file, SQLite answers "locked" at once rather than wait (waiting could deadlock),
-        so wait here, as long as for any other lock, and try again."""
-        deadline = time.monotonic() + self.busy_timeout
-        pause = 0.005
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        enable_wal(self._db, self.busy_timeout)
 
     @contextlib.contextmanager
     def _busy_as_error(self) -> Iterator[None]:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from ..base import (
     create_private_file,
     default_store_path,
+    enable_wal,
     is_busy,
     make_private_folders,
     now,
@@ -323,19 +323,7 @@ class SQLiteVectorStore(VectorStore):
         )
 
     def _enable_wal(self) -> None:
-        """WAL, waiting out another process that is setting up the same new file (SQLite says
-        "locked" at once there rather than wait)."""
-        deadline = time.monotonic() + self.busy_timeout
-        pause = 0.005
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        enable_wal(self._db, self.busy_timeout)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
