@@ -193,5 +193,11 @@ def sources_command(fmt: str) -> None:
         for r in rows
     ]
     headers = ["SOURCE", "INGESTOR", "EMBEDDINGS", "DIM", "DOCUMENTS", "CHUNKS", "LAST INGEST"]
-    click.echo(render_table(headers, table))
+    if table:
+        click.echo(render_table(headers, table))
+    else:
+        warn(
+            "no knowledge sources: add [default.knowledge.sources.docs] with "
+            'ingestor = "files" and paths = ["docs"] to settings.toml'
+        )
     click.echo(f"store: {store}", err=True)

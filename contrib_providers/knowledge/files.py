@@ -113,7 +113,7 @@ def ingest_files(source):
         else:
             raise FileNotFoundError(
                 f"knowledge.sources.{source.name}.paths: {value!r} does not exist "
-                f"(looked at {path}); nothing was deleted"
+                f"(looked at {path})"
             )
     source.expect(len(found))
     for path in found:
