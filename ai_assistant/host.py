@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,8 @@ from .registry import (
     ToolRegistry,
     VectorStoreRegistry,
 )
+
+WARM_UP_SECONDS = 2.0  # the most a gateway's start-up waits for its models to warm up (~50 ms)
 
 
 class Host:
@@ -106,7 +109,8 @@ class Host:
             import asyncio
 
             await self.start_tools()
-            await asyncio.to_thread(self._build_ready_models)
+            models = await asyncio.to_thread(self._build_ready_models)
+            await self.warm_up(models)
 
     @property
     def has_mcp_servers(self) -> bool:
@@ -135,13 +139,58 @@ class Host:
             asyncio.run_coroutine_threadsafe(self.start_tools(), loop).result()
         return list(self.mcp.problems) if self.mcp is not None else []
 
-    def _build_ready_models(self) -> None:
+    def _build_ready_models(self) -> list[Any]:
+        """Every ready model, built (those that fail are left out: reported on use)."""
+        built = []
         for model in self.registry:
             if model.status == "ready":
                 try:
-                    model.get()
+                    built.append(model.get())
                 except Exception:  # noqa: BLE001 - reported when the model is asked for
                     continue
+        return built
+
+    async def warm_up(self, models: list[Any], timeout: float | None = None) -> dict[str, int]:
+        """Do the first-use work of ``models``' providers now (``provider_kit.
+        warm_up_chat_models``: offline copies of the models, so nothing is sent anywhere), so
+        the first request costs what the second does. It runs on a thread of its own, with
+        its own event loop: this loop is not blocked, and a warm-up that hangs is left behind
+        after ``timeout`` (default ``WARM_UP_SECONDS``), cancelled there; it never raises.
+        How many were warmed, skipped, failed and timed out (empty if it timed out)."""
+        import asyncio
+        import logging
+        import threading
+
+        timeout = WARM_UP_SECONDS if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[dict[str, int]] = loop.create_future()
+
+        def settle(counts: dict[str, int]) -> None:
+            if not finished.done():
+                finished.set_result(counts)
+
+        def run() -> None:
+            counts: dict[str, int] = {}
+            try:
+                from .provider_kit import warm_up_chat_models
+
+                counts = asyncio.run(warm_up_chat_models(models, timeout))
+            except BaseException as exc:  # noqa: BLE001 - a warm-up never stops a start-up
+                logging.getLogger("ai_assistant").debug("warm-up failed: %r", exc)
+            with contextlib.suppress(RuntimeError):  # (the loop has closed meanwhile)
+                loop.call_soon_threadsafe(settle, counts)
+
+        # a daemon: a warm-up stuck in blocking code never holds the process at exit
+        threading.Thread(target=run, name="ai-assistant warm-up", daemon=True).start()
+        try:
+            # (its own deadline, plus a little for the cancelled warm-ups to end)
+            return await asyncio.wait_for(asyncio.shield(finished), timeout + 1)
+        except TimeoutError:
+            logging.getLogger("ai_assistant").info(
+                "warming up the models took over %g s: left to finish in the background",
+                timeout,
+            )
+            return {}
 
     async def stop(self) -> None:
         """Close the MCP sessions and the knowledge store; run the plugins' ``shutdown`` hooks

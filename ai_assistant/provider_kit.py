@@ -9,7 +9,11 @@ problem as ``(key path, message)`` for ``ai-assistant config validate``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -371,3 +375,175 @@ def settings_path(config: Any, value: str | os.PathLike[str]) -> Path:
         return path
     root = config.get("ROOT_PATH_FOR_DYNACONF") or "."
     return (Path(root) / path).resolve()
+
+
+# -- warming up (the gateway, at start-up) ---------------------------------------------------
+#
+# A model's first call does work its later calls do not: the SDK builds its response models
+# (pydantic), LangChain imports its tracers and sets up its callback manager, the HTTP stack
+# imports anyio's backend. ``warm_up_chat_models`` does that work at start-up, through
+# throwaway copies of the models whose HTTP client answers from memory: nothing is sent.
+
+_USAGE = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+
+
+def _canned_reply(lib: Any, request: Any) -> Any:
+    """What the in-memory transport answers: a chat completion (or its stream) of "ok"."""
+    import json
+    import time
+
+    if not request.url.path.endswith("/chat/completions"):
+        return lib.Response(404, json={"error": {"message": "not here", "type": "not_found"}})
+    body = json.loads(request.content or b"{}")
+    model, created = body.get("model") or "warm-up", int(time.time())
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "ok"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        completion = {"id": "chatcmpl-warm-up", "object": "chat.completion", "model": model}
+        completion.update(created=created, choices=[choice], usage=_USAGE)
+        return lib.Response(200, json=completion)
+    head = {"id": "chatcmpl-warm-up", "object": "chat.completion.chunk", "created": created}
+    head["model"] = model
+    deltas = [({"role": "assistant", "content": ""}, None), ({"content": "ok"}, None)]
+    events = [
+        {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        for delta, finish in [*deltas, ({}, "stop")]
+    ]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**head, "choices": [], "usage": _USAGE})
+    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return lib.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+
+def offline_copy(model: Any) -> tuple[Any, Any] | None:
+    """``(copy, client)``: a copy of ``model`` (LangChain's ``BaseChatOpenAI``: ``ChatOpenAI``,
+    ``AzureChatOpenAI``) that is the same but for its HTTP client, ``client``, whose transport
+    answers every request from memory. ``None`` for any other model, or one whose credentials
+    would be fetched over the network (a key callback, a token provider, workload identity)."""
+    import sys
+
+    base = sys.modules.get("langchain_openai.chat_models.base")
+    if base is None or not isinstance(model, base.BaseChatOpenAI):
+        return None  # (langchain_openai not even imported: no model of its kind was built)
+    root = getattr(model, "root_async_client", None)
+    if root is None or not isinstance(getattr(root, "api_key", None), str):
+        return None
+    for fetches_credentials in ("_azure_ad_token_provider", "_workload_identity_auth"):
+        if getattr(root, fetches_credentials, None) is not None:
+            return None
+    # the HTTP library the SDK is built on (httpx, or its successor httpx2)
+    classes = type(getattr(root, "_client", None)).__mro__
+    async_client = next((c for c in classes if c.__name__ == "AsyncClient"), None)
+    if async_client is None:
+        return None
+    lib = sys.modules[async_client.__module__.partition(".")[0]]
+    client = lib.AsyncClient(transport=lib.MockTransport(lambda r: _canned_reply(lib, r)))
+    offline = root.with_options(http_client=client)
+    copy = model.model_copy(
+        update={
+            "root_async_client": offline,
+            "async_client": offline.chat.completions,
+            "http_async_client": client,
+        }
+    )
+    return copy, client
+
+
+async def _warm_up(model: Any) -> bool:
+    """One call and one stream of ``model``'s offline copy (or of an offline LangChain model,
+    for LangChain's own first-use work, when ``model`` is ``None``); whether it was warmed."""
+    from langchain_core.messages import HumanMessage
+
+    client = None
+    if model is None:
+        from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+        def fresh() -> Any:
+            return GenericFakeChatModel(messages=iter(["ok"]))
+
+        models = [fresh(), fresh()]
+    else:
+        made = offline_copy(model)
+        if made is None:
+            return False
+        copy, client = made
+        models = [copy, copy]
+    try:
+        messages = [HumanMessage("warm-up")]
+        await models[0].ainvoke(messages)
+        async for _chunk in models[1].astream(messages):
+            pass
+    finally:
+        if client is not None:
+            await client.aclose()
+    return True
+
+
+async def warm_up_chat_models(models: list[Any], timeout: float) -> dict[str, int]:
+    """Warm up the providers of ``models`` (built LangChain chat models): one call and one
+    stream through an offline copy of each kind of model (``offline_copy``), and LangChain's
+    own first call; concurrently, for at most ``timeout`` seconds (what is left is cancelled).
+    Nothing is sent anywhere, and no tracing is on meanwhile. How many were warmed, skipped
+    (no offline copy), failed and timed out, as ``{"warmed": n, ...}``. What the warm-up's
+    HTTP client logs (its thread's records) is dropped: it would read as calls to the models'
+    servers."""
+    counts = dict.fromkeys(("warmed", "skipped", "failed", "timed out"), 0)
+    quiet = _QuietThread()  # ("HTTP Request: POST ..." would read as a call to the server)
+    for name in _HTTP_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        await _warm_up_all(models, timeout, counts)
+    finally:
+        for name in _HTTP_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+    return counts
+
+
+_HTTP_LOGGERS = ("httpx", "httpx2", "openai", "openai._base_client")
+
+
+class _QuietThread(logging.Filter):
+    """Drops what one thread (the warm-up's) logs, whatever other threads log meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+async def _warm_up_all(models: list[Any], timeout: float, counts: dict[str, int]) -> None:
+    import asyncio
+    import importlib
+
+    with contextlib.suppress(ImportError):  # what the HTTP stack imports on its first connection
+        importlib.import_module("anyio._backends._asyncio")
+    try:
+        from langsmith.run_helpers import tracing_context
+    except ImportError:  # pragma: no cover - langsmith comes with langchain_core
+        tracing = contextlib.nullcontext()
+    else:
+        tracing = tracing_context(enabled=False)  # (LANGSMITH_TRACING must see nothing)
+    kinds: dict[Any, Any] = {}  # one model of each kind: the work is per class, not per model
+    for model in models:
+        # but for one thing: LangChain serializes each model (for its callbacks) once, on its
+        # first call, into a cached property
+        with contextlib.suppress(Exception):
+            if isinstance(getattr(type(model), "_serialized", None), functools.cached_property):
+                model._serialized  # noqa: B018 - made here, kept on the model
+        kinds.setdefault((type(model), bool(getattr(model, "stream_usage", False))), model)
+    with tracing:
+        tasks = [asyncio.ensure_future(_warm_up(m)) for m in [None, *kinds.values()]]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1)
+    for task in tasks:
+        if task in pending or task.cancelled():
+            counts["timed out"] += 1
+        elif task.exception() is not None:
+            counts["failed"] += 1
+        else:
+            counts["warmed" if task.result() else "skipped"] += 1
