@@ -127,8 +127,9 @@ def _clean(log_text: str) -> None:
 
 
 class Gateway:
-    """The gateway of one module: in this process (``http``, ``openai``) or a real ``serve``
-    (``url``), its project folder (``root``) and its log so far (``log_text``)."""
+    """A gateway, in this process or a real ``serve``: an httpx client on it (``http``), the
+    official client (``openai(key)``), its project folder (``root``) and its log so far
+    (``log_text``)."""
 
     def __init__(self, root: Path, http: httpx.Client, openai_client, log_text) -> None:
         self.root = root
