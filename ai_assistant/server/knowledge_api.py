@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from . import schema
 from .deps import Caller, State, json_response
@@ -16,17 +16,28 @@ router = APIRouter()
 MAX_QUERY_CHARS = 10_000
 
 
-@router.get(
-    "/api/knowledge/search",
-    **schema.operation(
-        "Knowledge chunks closest to a query", "the chunks, best first", 400, 401, 502, 503
-    ),
+_OPERATION = schema.operation(
+    "Knowledge chunks closest to a query", "the chunks, best first", 400, 401, 502, 503
 )
+# k is read from the query string and checked here (a bad value is a 400 naming it, as on
+# every route); the schema says what is accepted
+_OPERATION["openapi_extra"]["parameters"] = [
+    {
+        "name": "k",
+        "in": "query",
+        "required": False,
+        "description": "how many chunks, 1 to 100 (default knowledge.top_k)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    }
+]
+
+
+@router.get("/api/knowledge/search", **_OPERATION)
 async def search(
+    request: Request,
     state: State,
     owner: Caller,
     query: Annotated[str, Query(description="what to look for")] = "",
-    k: Annotated[str | None, Query(description="how many chunks, 1 to 100")] = None,
     source: Annotated[list[str] | None, Query(description="only these sources")] = None,
 ) -> Any:
     from ..errors import AiAssistantError
@@ -38,6 +49,7 @@ async def search(
     if len(query) > MAX_QUERY_CHARS:
         raise ApiError(400, f"'query' is longer than {MAX_QUERY_CHARS} characters", param="query")
     count = None
+    k = request.query_params.get("k")
     if k is not None:
         if not k.strip().isdigit() or not 1 <= int(k) <= 100:
             raise ApiError(400, "'k' must be a whole number from 1 to 100", param="k")
