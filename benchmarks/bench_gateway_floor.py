@@ -158,6 +158,93 @@ models = [{{ id = "echo" }}]
     return root
 
 
+def layer_budget(root: Path, upstream_url: str, calls: int, rounds: int) -> list[tuple]:
+    """CPU per call of each layer one non-streaming completion passes through, in this process
+    against the fake upstream, each layer adding to the one before: (layer, CPU ms, of it on
+    the event loop's thread ms), the least of ``rounds`` rounds of ``calls`` calls each."""
+    os.chdir(root)  # (its settings: the `fast` model on the upstream, a store of its own)
+    import httpx2
+    from langchain_core.messages import HumanMessage
+
+    from ai_assistant import load_host
+    from ai_assistant.chat import Turn
+    from ai_assistant.chat.prompt import Message
+    from ai_assistant.server.replies import ReplyStream
+    from ai_assistant.storage import open_async_store
+
+    host = load_host()
+    text = "request 1 a b c"
+    body = {"model": "ok", "stream": False, "messages": [{"role": "user", "content": text}]}
+
+    async def measure() -> list[tuple]:
+        store = open_async_store(host.config).aio
+        await store.open()
+        await host.start(build_models=True)
+        model = host.get_model("fast")
+        http = httpx2.AsyncClient(timeout=60)
+        sdk = model.root_async_client  # (the SDK client LangChain built, as it calls it)
+        key = {"authorization": "Bearer upstream-key-123"}
+
+        async def post() -> None:
+            reply = await http.post(upstream_url + "/chat/completions", json=body, headers=key)
+            reply.json()
+
+        async def sdk_call() -> None:
+            raw = await sdk.chat.completions.with_raw_response.create(
+                model="ok", messages=body["messages"]
+            )
+            raw.parse()
+
+        async def langchain() -> None:
+            await model.ainvoke([HumanMessage(text)])
+
+        def turn(with_store: bool) -> Turn:
+            new = [Message("user", text)]
+            return Turn(
+                host, "fast", new, store=store if with_store else None, record=new,
+                owner="bench", user="bench", surface="openai", stream=False, timeout=600,
+            )  # fmt: skip
+
+        async def core() -> None:
+            async for _event in turn(False).events():
+                pass
+
+        async def never() -> dict:  # (the client never leaves)
+            await asyncio.Event().wait()
+            return {}
+
+        async def route(with_store: bool) -> None:
+            reply = ReplyStream(turn(with_store))
+            await reply.start(never)
+            await reply.collect()
+            await reply.turn.recorder.flush()
+
+        layers = [
+            ("httpx2 POST and JSON (the floor's upstream call)", post),
+            ("+ openai SDK: chat.completions.create, raw and parsed", sdk_call),
+            ("+ LangChain: ChatOpenAI.ainvoke", langchain),
+            ("+ chat core: Turn", core),
+            ("+ the route's driver: ReplyStream (disconnect watcher)", lambda: route(False)),
+            ("+ history store: SQLite, writer thread (as `serve`)", lambda: route(True)),
+        ]
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(rounds):
+            for name, call in layers:
+                for _ in range(max(1, calls // 10)):  # (warm)
+                    await call()
+                cpu, loop = time.process_time(), time.thread_time()
+                for _ in range(calls):
+                    await call()
+                spent = ((time.process_time() - cpu) / calls, (time.thread_time() - loop) / calls)
+                best[name] = min(best.get(name, spent), spent)
+        await http.aclose()
+        await host.stop()
+        await store.close()
+        return [(name, *(v * 1000 for v in best[name])) for name, _ in layers]
+
+    return asyncio.run(measure())
+
+
 async def first_and_second(port: int, model: str) -> tuple[float, float]:
     """Milliseconds of the first and the second request, on one keep-alive connection."""
     conn = Connection("127.0.0.1", port)
@@ -186,6 +273,14 @@ def main() -> None:
         "--variants",
         action="store_true",
         help="also gateways with the access log off, and with completions not stored",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="also the CPU of each layer of one completion, in this process (CALLS calls, "
+        "best of 3 rounds)",
     )
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
@@ -252,6 +347,12 @@ def main() -> None:
                         latency.setdefault(label, []).extend(result["total"])
                 done += n
 
+        budget = []
+        if args.layers:  # (last: this process imports what serve does)
+            root = settings(Path(tmp) / "layers", upstream_url)
+            budget = layer_budget(root, upstream_url, args.layers, 3)
+            os.chdir(REPO)  # (out of the folder about to be removed)
+
     gw, floor = "`ai-assistant serve`", "floor: bare ASGI relay"
     print(
         f"{args.requests} non-streaming requests per path and setting, batches of {args.batch} "
@@ -298,6 +399,12 @@ def main() -> None:
         b = statistics.median(p[1] for p in pairs)
         ratios = statistics.median(p[0] / p[1] for p in pairs)
         print(f"| {label} | {a:.1f} | {b:.1f} | {ratios:.1f} | {max(p[0] for p in pairs):.1f} |")
+    if budget:
+        print(f"\nCPU of one completion's layers, in one process ({args.layers} calls each):\n")
+        print("| layer | CPU ms per call | of it on the event loop's thread |")
+        print("|---|---|---|")
+        for name, cpu, loop in budget:
+            print(f"| {name} | {cpu:.3f} | {loop:.3f} |")
     print(
         "\nTargets: gateway CPU per request <= 3x the floor's (now "
         f"{med[(gw, 1)] / med[(floor, 1)]:.2f}x "

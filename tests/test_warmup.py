@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from gateway_client import InProcessGateway
 
 from ai_assistant import host as host_module
 from ai_assistant import load_host
@@ -87,27 +88,20 @@ def test_warm_up_sends_nothing_to_any_server(chat_project, upstream, caplog):
 
 
 def test_the_gateway_starts_warm_and_asks_the_upstream_only_when_asked(chat_project, upstream):
+    """On the gateways' loop (tests/gateway_client.py: LangChain's shared HTTP clients must
+    never meet a second loop): nothing reaches the upstream until a completion is asked for."""
     from ai_assistant.server import create_app
 
     app, sent = create_app(load_host()), len(upstream.requests)
-
-    async def run() -> tuple[list[dict], int, list[dict]]:
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
-            app.router.lifespan_context(app),
-        ):
-            before = upstream.requests[sent:]
-            ready = (await client.get("/readyz")).status_code
-            await client.post(
-                "/v1/chat/completions",
-                json={"model": "good", "messages": [{"role": "user", "content": "hi"}]},
-            )
-            return before, ready, upstream.requests[sent:]
-
-    before, ready, after = asyncio.run(run())
-    assert before == [] and ready == 200
-    assert [r["body"]["messages"][-1]["content"] for r in after] == ["hi"]
+    with InProcessGateway(app) as gateway:
+        before = upstream.requests[sent:]
+        assert gateway.client.get("/readyz").status_code == 200
+        gateway.client.post(
+            "/v1/chat/completions",
+            json={"model": "good", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert before == []
+    assert [r["body"]["messages"][-1]["content"] for r in upstream.requests[sent:]] == ["hi"]
 
 
 def test_a_warm_up_that_hangs_or_fails_is_given_up(project):

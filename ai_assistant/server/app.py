@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 
+from ..chat.settings import chat_settings
 from ..host import Host
 from ..storage import StoreError
 from . import conversations_api, health, knowledge_api, openai_api, schema
@@ -121,6 +122,8 @@ def create_app(host: Host, store: Any = None) -> Any:
         await gateway.store.open()
         try:
             await host.start(build_models=True)  # (every model built and warmed up)
+            with contextlib.suppress(Exception):  # (read once, now; a problem shows on use)
+                chat_settings(host)
             await prime_routes(app)
             gateway.started = True
             try:
