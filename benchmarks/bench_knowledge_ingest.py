@@ -25,12 +25,56 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = (
-    "deploy service cluster node pod billing invoice ledger rollback release pipeline build "
-    "artifact registry secret vault token rotate alert page incident postmortem latency error "
-    "budget quota region zone replica shard index query cache queue topic consumer producer "
-    "schema migration backup restore snapshot volume network ingress egress policy role"
-).split()
+WORDS = [
+    "deploy",
+    "service",
+    "cluster",
+    "node",
+    "pod",
+    "billing",
+    "invoice",
+    "ledger",
+    "rollback",
+    "release",
+    "pipeline",
+    "build",
+    "artifact",
+    "registry",
+    "secret",
+    "vault",
+    "token",
+    "rotate",
+    "alert",
+    "page",
+    "incident",
+    "postmortem",
+    "latency",
+    "error",
+    "budget",
+    "quota",
+    "region",
+    "zone",
+    "replica",
+    "shard",
+    "index",
+    "query",
+    "cache",
+    "queue",
+    "topic",
+    "consumer",
+    "producer",
+    "schema",
+    "migration",
+    "backup",
+    "restore",
+    "snapshot",
+    "volume",
+    "network",
+    "ingress",
+    "egress",
+    "policy",
+    "role",
+]
 
 
 def write_corpus(folder: Path, files: int, seed: int = 7) -> None:
