@@ -29,29 +29,20 @@ from ai_assistant.provider_kit import (
     openai_embeddings,
 )
 
-SECTION = ProviderSection(
-    "azure_openai",
-    [
-        Option("deployment", required=True, section=False),
-        Option("model_name", section=False),
-        Option("endpoint", required=True),
-        Option("api_version", required=True, default="2024-10-21"),
-        Option("api_key", secret=True),
-        *COMMON_OPTIONS,
-    ],
-    id_from="deployment",
-)
+# where a deployment is and how to reach it: the same for chat and embeddings models
+CONNECTION = [
+    Option("deployment", required=True, section=False),
+    Option("model_name", section=False),
+    Option("endpoint", required=True),
+    Option("api_version", required=True, default="2024-10-21"),
+    Option("api_key", secret=True),
+]
+
+SECTION = ProviderSection("azure_openai", [*CONNECTION, *COMMON_OPTIONS], id_from="deployment")
 
 EMBEDDINGS = ProviderSection(
     "azure_openai",
-    [
-        Option("deployment", required=True, section=False),
-        Option("model_name", section=False),
-        Option("endpoint", required=True),
-        Option("api_version", required=True, default="2024-10-21"),
-        Option("api_key", secret=True),
-        *EMBEDDINGS_OPTIONS,
-    ],
+    [*CONNECTION, *EMBEDDINGS_OPTIONS],
     id_from="deployment",
     kind="embeddings",
     secrets_from="models",

@@ -41,26 +41,26 @@ from ai_assistant.provider_kit import (
     openai_embeddings,
 )
 
+# where a model is and how to reach it: the same for chat and embeddings models
+CONNECTION = [
+    Option("model_name", required=True, section=False),
+    Option("endpoint", required=True),
+    Option("api_key", secret=True),
+]
+
+
+def _keyless(options):
+    return is_loopback_url(options.get("endpoint"))
+
+
 SECTION = ProviderSection(
-    "openai_compatible",
-    [
-        Option("model_name", required=True, section=False),
-        Option("endpoint", required=True),
-        Option("api_key", secret=True),
-        *COMMON_OPTIONS,
-    ],
-    secret_optional=lambda options: is_loopback_url(options.get("endpoint")),
+    "openai_compatible", [*CONNECTION, *COMMON_OPTIONS], secret_optional=_keyless
 )
 
 EMBEDDINGS = ProviderSection(
     "openai_compatible",
-    [
-        Option("model_name", required=True, section=False),
-        Option("endpoint", required=True),
-        Option("api_key", secret=True),
-        *EMBEDDINGS_OPTIONS,
-    ],
-    secret_optional=lambda options: is_loopback_url(options.get("endpoint")),
+    [*CONNECTION, *EMBEDDINGS_OPTIONS],
+    secret_optional=_keyless,
     kind="embeddings",
     secrets_from="models",
 )
