@@ -16,9 +16,18 @@ from ..chat import ChatError, Message, Turn, chat_settings
 from ..chat.events import Token, ToolResult
 from ..storage import StoreError, UnknownConversationError, UnknownMessageError
 from . import schema
-from .deps import Caller, Gateway, State, json_response, recorded, settled, sse, store_error
+from .deps import (
+    Caller,
+    Gateway,
+    State,
+    begin,
+    json_response,
+    settled,
+    sse,
+    store_error,
+    whole_text,
+)
 from .errors import ApiError, from_chat_error
-from .replies import ReplyStream
 from .requests import model_options, read_flag, read_json, read_messages, read_model_id
 from .tool_steps import server_tools, steps_of
 
@@ -124,21 +133,9 @@ async def message(request: Request, state: State, owner: Caller) -> Any:
             f"conversation {conversation_id}: the oldest {turn.prompt.trimmed} message(s) were "
             f"left out to fit server.limits.max_prompt_chars ({limit})"
         )
-    reply = ReplyStream(turn)
-    try:
-        await reply.start(request.receive)
-    except ApiError:
-        await settled(turn)  # (the failed reply is stored before the client hears of it)
-        raise
-    if stream:  # (before the headers; without a stream, the flush below tells)
-        await recorded(reply)
+    reply = await begin(turn, request.receive, stream)
     if not stream:
-        try:
-            text = await reply.collect()
-        except ApiError:
-            await settled(turn)
-            raise
-        await turn.recorder.flush()  # (a StoreError: 503)
+        text = await whole_text(reply)
         answer: dict[str, Any] = {
             "id": reply.reply.message_id,
             "role": "assistant",

@@ -58,6 +58,35 @@ async def recorded(reply: Any) -> None:
         raise ApiError(404, str(exc), "not_found_error", "conversation_not_found") from None
 
 
+async def begin(turn: Any, receive: Any, stream: bool) -> Any:
+    """The reply of ``turn`` started (a ``ReplyStream``): its first event is in, or the client
+    hears why there is none (an ``ApiError``, raised once the failed reply is stored). A stream
+    also waits until its exchange is stored, before the headers go out."""
+    from .replies import ReplyStream
+
+    reply = ReplyStream(turn)
+    try:
+        await reply.start(receive)
+    except ApiError:
+        await settled(turn)  # (the failed reply is stored before the client hears of it)
+        raise
+    if stream:  # (without a stream, the flush in ``whole_text`` tells)
+        await recorded(reply)
+    return reply
+
+
+async def whole_text(reply: Any) -> str:
+    """A started reply's whole text, once it and its exchange are stored (``ApiError`` if the
+    reply broke off; a ``StoreError`` if it could not be stored: a 503)."""
+    try:
+        text = await reply.collect()
+    except ApiError:
+        await settled(reply.turn)
+        raise
+    await reply.turn.recorder.flush()
+    return text
+
+
 def json_response(data: Any, status: int = 200) -> Any:
     return Response(json.dumps(data), status_code=status, media_type="application/json")
 

@@ -15,9 +15,8 @@ from ..chat import ChatError, Turn
 from ..chat.events import Token, ToolCall, ToolResult
 from ..storage import StoreError
 from . import schema
-from .deps import Caller, State, json_response, recorded, settled, sse, store_error
+from .deps import Caller, State, begin, json_response, settled, sse, store_error, whole_text
 from .errors import ApiError, from_chat_error
-from .replies import ReplyStream
 from .requests import (
     model_options,
     read_flag,
@@ -127,23 +126,11 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
         )
     except ChatError as exc:
         raise from_chat_error(exc) from None
-    reply = ReplyStream(turn)
-    try:
-        await reply.start(request.receive)
-    except ApiError:
-        await settled(turn)  # (the failed reply is stored before the client hears of it)
-        raise
-    if stream:  # (before the headers; without a stream, the flush below tells)
-        await recorded(reply)
+    reply = await begin(turn, request.receive, stream)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not stream:
-        try:
-            text = await reply.collect()
-        except ApiError:
-            await settled(turn)
-            raise
-        await turn.recorder.flush()  # (a StoreError: 503)
+        text = await whole_text(reply)
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if reply.reply.tool_calls:
             message["content"] = text or None
