@@ -49,28 +49,24 @@ EMBEDDINGS = ProviderSection(
 )
 
 
+def connection(options):
+    """How to reach a deployment: the same for its chat and embeddings clients."""
+    return {
+        "base_url": options["endpoint"],
+        "api_key": options.get("api_key"),
+        "azure": True,
+        "azure_deployment": options["deployment"],
+        "api_version": options["api_version"],
+    }
+
+
 def build(options):
-    return chat_openai(
-        options,
-        base_url=options["endpoint"],
-        api_key=options.get("api_key"),
-        azure=True,
-        azure_deployment=options["deployment"],
-        api_version=options["api_version"],
-    )
+    return chat_openai(options, **connection(options))
 
 
 def build_embeddings(options):
     extra = {"model": options["model_name"]} if options.get("model_name") else {}
-    return openai_embeddings(
-        options,
-        base_url=options["endpoint"],
-        api_key=options.get("api_key"),
-        azure=True,
-        azure_deployment=options["deployment"],
-        api_version=options["api_version"],
-        **extra,
-    )
+    return openai_embeddings(options, **connection(options), **extra)
 
 
 @hookimpl

@@ -66,23 +66,23 @@ EMBEDDINGS = ProviderSection(
 )
 
 
+def connection(options):
+    """Where a model is and how to reach it: the same for chat and embeddings clients."""
+    return {
+        "base_url": options["endpoint"],
+        "api_key": options.get("api_key"),
+        "model": options["model_name"],
+    }
+
+
 def build(options):
-    return chat_openai(
-        options,
-        base_url=options["endpoint"],
-        api_key=options.get("api_key"),
-        model=options["model_name"],
-    )
+    return chat_openai(options, **connection(options))
 
 
 def build_embeddings(options):
-    return openai_embeddings(
-        options,
-        base_url=options["endpoint"],
-        api_key=options.get("api_key"),
-        model=options["model_name"],
-        tokens_by_default=urlsplit(options["endpoint"]).hostname == "api.openai.com",
-    )
+    # (only OpenAI's own service gets token arrays; other servers take plain text)
+    hosted = urlsplit(options["endpoint"]).hostname == "api.openai.com"
+    return openai_embeddings(options, **connection(options), tokens_by_default=hosted)
 
 
 @hookimpl
