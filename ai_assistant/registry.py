@@ -19,7 +19,7 @@ from .errors import (
     UnknownModelError,
     close_matches,
 )
-from .masking import mask_tree
+from .masking import mask_tree, redact
 
 READY = "ready"
 MISSING_SECRET = "missing secret"
@@ -175,14 +175,8 @@ class VectorStoreKind(Contribution):
         except Exception as exc:
             raise ModelUnavailableError(
                 f"vector store {self.id!r} (plugin {self.plugin!r}) could not open "
-                f"{self._mask(url)}: {type(exc).__name__}: {self._mask(str(exc))}"
+                f"{redact(url)}: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
-
-    @staticmethod
-    def _mask(text: str) -> str:
-        from .masking import redact
-
-        return redact(text)
 
 
 class Registry:
@@ -379,6 +373,14 @@ class PluginRegistry:
     def __repr__(self) -> str:
         return f"PluginRegistry(kind={self._registry.kind!r}, plugin={self.plugin!r})"
 
+    def _check_id(self, id: object) -> None:
+        """An id is a non-empty string: anything else is the plugin's bug (it fails, named)."""
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError(
+                f"registry.register(): {self._registry.kind} id must be a non-empty string, "
+                f"not {id!r}"
+            )
+
     def report(self, problem: str) -> None:
         """Record a non-fatal problem against this plugin (shown by ``plugins list``)."""
         self.problems.append(problem)
@@ -398,11 +400,7 @@ class PluginRegistry:
         against this plugin and shown by ``plugins list``; nothing is raised so the plugin's
         other items still register).
         """
-        kind = self._registry.kind
-        if not isinstance(id, str) or not id.strip():
-            raise ValueError(
-                f"registry.register(): {kind} id must be a non-empty string, not {id!r}"
-            )
+        self._check_id(id)
         if (factory is None) == (model is None):
             raise ValueError(f"registry.register({id!r}): give exactly one of factory= or model=")
         if factory is not None and not callable(factory):
@@ -453,10 +451,7 @@ class PluginCallbackRegistry(PluginRegistry):
     ) -> Contribution | None:
         """Register a LangChain callback handler under ``id``, or a ``factory(metadata)`` that
         makes one for each turn; see ``hookspecs.register_callbacks``."""
-        if not isinstance(id, str) or not id.strip():
-            raise ValueError(
-                f"registry.register(): callback id must be a non-empty string, not {id!r}"
-            )
+        self._check_id(id)
         if (factory is None) == (handler is None):
             raise ValueError(f"registry.register({id!r}): give exactly one of handler or factory=")
         if factory is not None and not callable(factory):
@@ -527,10 +522,7 @@ class PluginIngestorRegistry(PluginRegistry):
         self, id: str, ingest: Callable[[Any], Any], **info: Any
     ) -> Contribution | None:
         """Register ``ingest(source)`` under ``id``; see ``hookspecs.register_ingestors``."""
-        if not isinstance(id, str) or not id.strip():
-            raise ValueError(
-                f"registry.register(): ingestor id must be a non-empty string, not {id!r}"
-            )
+        self._check_id(id)
         if not callable(ingest):
             raise ValueError(f"registry.register({id!r}): ingest must be a callable")
         return self._add(id, None, ingest, (), info)
@@ -549,10 +541,7 @@ class PluginVectorStoreRegistry(PluginRegistry):
         **info: Any,
     ) -> Contribution | None:
         """Register ``open(url)`` under ``id``; see ``hookspecs.register_vector_stores``."""
-        if not isinstance(id, str) or not id.strip():
-            raise ValueError(
-                f"registry.register(): vector store id must be a non-empty string, not {id!r}"
-            )
+        self._check_id(id)
         if not callable(open):
             raise ValueError(f"registry.register({id!r}): open must be a callable")
         schemes = [str(s).lower().removesuffix("://") for s in schemes]
