@@ -111,6 +111,49 @@ def test_messages_keep_every_field_tool_calls_and_scores(history):
     assert set(reply) == {*MESSAGE_COLUMNS, "writer_pid", "writer_host"}
 
 
+def test_a_whole_exchange_is_stored_in_one_write(history):
+    """What the gateway's non-streaming completions store once their reply has ended: the new
+    messages and the finished reply together, owned by no writer, absent numbers left empty."""
+    calls = [{"id": "call_9", "name": "lookup", "args": {"q": "x"}}]
+    conversation_id, reply_id = history.start_exchange(
+        None,
+        "echo",
+        ["look it up", {"role": "tool", "content": "found", "tool_call_id": "call_8"}],
+        owner="alice",
+        reply={"content": "here", "status": "complete", "latency_ms": 4, "tool_calls": calls},
+    )
+    _, failed_id = history.start_exchange(
+        conversation_id,
+        "echo",
+        ["again"],
+        owner="alice",
+        reply={"content": "", "status": "failed", "error": "upstream: boom", "model_id": "b"},
+    )
+    user, tool, reply, again, failed = history.conversation(conversation_id)["messages"]
+    assert [m["role"] for m in (user, tool, reply, again, failed)] == [
+        "user",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert (reply["id"], failed["id"]) == (reply_id, failed_id)
+    assert (tool["content"], tool["tool_call_id"], tool["status"]) == (
+        "found",
+        "call_8",
+        "complete",
+    )
+    assert (reply["content"], reply["status"], reply["tool_calls"]) == ("here", "complete", calls)
+    assert (reply["latency_ms"], reply["first_token_ms"], reply["input_tokens"]) == (4, None, None)
+    assert reply["writer"] is None and reply["completed_at"] >= reply["created_at"]
+    assert (failed["status"], failed["error"], failed["model_id"]) == (
+        "failed",
+        "upstream: boom",
+        "b",
+    )
+    assert failed["content"] == "" and failed["latency_ms"] is None
+
+
 def test_continuing_a_conversation_deleted_meanwhile_is_unknown_not_a_crash(history):
     conversation_id, _reply = history.start_exchange(None, "echo", ["hi"])
     history.delete_conversation(conversation_id)

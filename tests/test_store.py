@@ -231,3 +231,33 @@ def _open_or_error(path) -> object:
         return Store(path)
     except Exception as exc:  # noqa: BLE001 - the test reports it
         return exc
+
+
+def test_the_gateways_writer_keeps_the_wal_from_growing(tmp_path):
+    """The async face (the gateway's) checkpoints the WAL from its writer thread, between
+    writes, instead of inside the commit a request waits for: the WAL still stops growing."""
+    import asyncio
+
+    from ai_assistant.storage import SQLiteStore
+
+    path = tmp_path / "history.db"
+    store = SQLiteStore(path)
+    wal = tmp_path / "history.db-wal"
+    done = {"content": "x" * 2000, "status": "complete"}
+
+    async def write(count: int) -> None:
+        for i in range(count):
+            await store.aio.start_exchange(None, "echo", [f"question {i}"], reply=done)
+
+    async def main() -> tuple[int, int]:
+        await write(2 * sqlite_module.CHECKPOINT_EVERY)
+        early = wal.stat().st_size
+        await write(6 * sqlite_module.CHECKPOINT_EVERY)
+        return early, wal.stat().st_size
+
+    try:
+        early, late = asyncio.run(main())
+    finally:
+        store.close()
+    assert early > 0
+    assert late <= early * 1.25  # (without checkpoints it would be about four times as big)

@@ -15,7 +15,6 @@ shown, so a kill loses nothing that was seen.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ class Recorder:
         *,
         owner: str | None = None,
         system: str | None = None,
+        whole: bool = False,
     ) -> None:
         # a blocking SQLite store (the CLI, the Python API: one user, whose loop may wait on a
         # local file) is written through, so what was shown is stored before a kill can lose
@@ -59,12 +59,17 @@ class Recorder:
         # keeps them in order without a task per write
         self._queue = self.store if isinstance(self.store, AsyncSQLiteStore) else None
         self._ids: dict[str, int] = {}  # the current reply's id, once the queue has stored it
-        self._queued: list[concurrent.futures.Future] = []  # (the start, the latest write)
+        self._queued: list[asyncio.Future] = []  # (the start, the latest write)
         self.conversation_id = conversation_id
         self.owner = owner
         self.system = system
         self._start: asyncio.Future | None = None
         self._last: asyncio.Future | None = None
+        # ``whole``, on an async store: each exchange is written once, whole, as its reply ends
+        # (one write instead of two, for a reply nobody reads before it ends); until then its
+        # start waits here
+        self._whole = whole and self._through is None
+        self._pending: tuple[str, list[Any], bool, Reply] | None = None
 
     def _then(self, write: Any, after_start: bool = True) -> asyncio.Future:
         """Defer ``write(reply message id)`` (a coroutine function) until the previous write has
@@ -90,7 +95,6 @@ class Recorder:
         """Store ``messages`` (user texts, or user and tool messages) and the empty reply."""
         if self.store is None:
             return
-        store = self.store
         rows: list[Any] = [
             m
             if isinstance(m, str)
@@ -105,14 +109,28 @@ class Recorder:
         new = self.conversation_id is None
         if new:
             self.conversation_id = uuid.uuid4().hex
-        conversation_id = self.conversation_id
+        if self._whole:
+            self._pending = (model_id, rows, new, reply)
+            return
+        self._begin(model_id, rows, new, reply)
+
+    def _begin(
+        self,
+        model_id: str,
+        rows: list[Any],
+        new: bool,
+        reply: Reply,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the start of the exchange (and, given its ``fields``, the whole reply)."""
+        store, conversation_id = self.store, self.conversation_id
+        assert store is not None
+        kw = {"system": self.system, "owner": self.owner, "new": new, "reply": fields}
         if self._queue is not None:
             core, ids = self._queue.core, {}
 
             def job() -> None:
-                _, reply.message_id = core.start_exchange(
-                    conversation_id, model_id, rows, system=self.system, owner=self.owner, new=new
-                )
+                _, reply.message_id = core.start_exchange(conversation_id, model_id, rows, **kw)
                 ids["id"] = reply.message_id
 
             self._ids = ids
@@ -120,14 +138,12 @@ class Recorder:
             return
 
         async def write() -> int:
-            _, reply.message_id = await store.start_exchange(
-                conversation_id, model_id, rows, system=self.system, owner=self.owner, new=new
-            )
+            _, reply.message_id = await store.start_exchange(conversation_id, model_id, rows, **kw)
             return reply.message_id
 
         self._start = self._then(write, after_start=False)
 
-    def _enqueue(self, job: Any) -> concurrent.futures.Future:
+    def _enqueue(self, job: Any) -> asyncio.Future:
         assert self._queue is not None
         future = self._queue.enqueue(job)
         future.add_done_callback(_report)
@@ -157,6 +173,8 @@ class Recorder:
             await asyncio.shield(self._last)
 
     def progress(self, reply: Reply) -> None:
+        if self._pending is not None:
+            return  # (nothing is stored before the whole reply)
         text, model_id, store = reply.text, reply.model_id, self.store
         if self._through is not None and reply.message_id is not None:
             self._through.update_message(reply.message_id, content=text, model_id=model_id)
@@ -169,7 +187,8 @@ class Recorder:
         )
 
     def finish(self, reply: Reply) -> None:
-        if self.store is None or (self._start is None and not self._queued and not self._through):
+        stored = self._start is not None or self._queued or self._through
+        if self.store is None or not (stored or self._pending):
             return
         fields = {
             "content": reply.text,
@@ -186,6 +205,10 @@ class Recorder:
             if reply.message_id is not None:
                 self._through.update_message(reply.message_id, **fields)
             return
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._begin(*pending, fields=fields)
+            return
         if self._queued:
             self._update(**fields)
             return
@@ -193,15 +216,15 @@ class Recorder:
         self._then(lambda message_id: store.update_message(message_id, **fields))
 
 
-async def _done(future: concurrent.futures.Future) -> None:
+async def _done(future: asyncio.Future) -> None:
     """Wait for a queued write, at no cost when it is already done. (Cancelling the wait never
-    cancels the write: the writer thread marks its futures running when they are queued.)"""
+    cancels the write, nor its future.)"""
     if not future.done():
-        await asyncio.wrap_future(future)
+        await asyncio.shield(future)
     future.result()
 
 
-def _report(task: asyncio.Future | concurrent.futures.Future) -> None:
+def _report(task: asyncio.Future) -> None:
     """A deferred write that failed is logged (its exchange's surface also sees it when it
     awaits ``started``/``flush``); retrieving it keeps asyncio from warning."""
     if not task.cancelled() and task.exception() is not None:

@@ -59,6 +59,11 @@ class Turn:
     pass-through: their calls end the reply), with OpenAI's ``tool_choice`` if given.
     ``approve(call)`` is awaited before a tool that
     matches ``tools.require_approval`` runs; without it such a tool is refused.
+
+    ``record_whole`` (on the gateway's async store) writes each exchange once, whole, when its
+    reply ends, instead of its start first and the reply as it goes: for a reply nobody sees
+    before it ends. A process killed meanwhile then leaves no record of it, rather than an
+    ``interrupted`` one.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Turn:
         tool_choice: str | dict[str, Any] | None = None,
         approve: Callable[[ToolCall], Awaitable[bool]] | None = None,
         knowledge: int | None = None,
+        record_whole: bool = False,
     ) -> None:
         self.host = host
         # chat --knowledge: retrieve this many passages for the newest user message first
@@ -106,7 +112,9 @@ class Turn:
             list(record) if record is not None else [m for m in new if m.role in ("user", "tool")]
         )
         self.reply = Reply(self.model_id)
-        self.recorder = Recorder(store, conversation_id, owner=owner, system=system)
+        self.recorder = Recorder(
+            store, conversation_id, owner=owner, system=system, whole=record_whole
+        )
         self.candidates = [self.model_id, *settings["fallbacks"].get(self.model_id, [])]
         self.stream = stream
         self.options = options or {}

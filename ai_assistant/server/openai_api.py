@@ -116,6 +116,7 @@ async def chat_completions(request: Request, state: State, owner: Caller) -> Any
             surface="openai",
             user=owner,
             stream=stream,  # no upstream stream if none is read
+            record_whole=not stream,  # (one write: nobody sees this reply before it ends)
             options=options,
             max_prompt_chars=state.limits.max_prompt_chars,
             timeout=state.limits.request_timeout,

@@ -218,10 +218,13 @@ class HistoryStore:
         system: str | None = None,
         owner: str | None = None,
         new: bool = False,
+        reply: dict[str, Any] | None = None,
     ) -> tuple[str, int]:
         """The conversation (created when ``conversation_id`` is None, or with that id when
         ``new``), the new messages and the empty ``streaming`` reply, in one transaction.
-        Returns (conversation id, reply message id)."""
+        Given ``reply`` (``update_message``'s fields, a final status among them), the reply is
+        stored whole instead: the whole exchange in one write. Returns (conversation id, reply
+        message id)."""
         raise NotImplementedError
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
@@ -302,16 +305,80 @@ def title_of(rows: list[dict[str, Any]]) -> str:
     return " ".join(title.split())[:80] or "(untitled)"
 
 
-def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[Any]]:
-    """``"a = ?, b = ?"`` and the values for ``update_message``'s ``fields``."""
+def checked_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A message's ``fields`` as stored: only ``UPDATABLE`` names, tool calls as JSON, and a
+    ``completed_at`` once the status is final."""
     unknown = set(fields) - UPDATABLE
     if unknown:
         raise ValueError(f"unknown message fields: {sorted(unknown)}")
+    fields = dict(fields)
     if fields.get("tool_calls") is not None:
         fields["tool_calls"] = json.dumps(fields["tool_calls"])
     if fields.get("status") in (COMPLETE, INTERRUPTED, FAILED):
         fields.setdefault("completed_at", now())
+    return fields
+
+
+def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[Any]]:
+    """``"a = ?, b = ?"`` and the values for ``update_message``'s ``fields``."""
+    fields = checked_fields(fields)
     return ", ".join(f"{name} = {mark}" for name in fields), list(fields.values())
+
+
+# the columns of a reply as ``start_exchange`` inserts it, in this order
+REPLY_COLUMNS = (
+    "content",
+    "model_id",
+    "status",
+    "error",
+    "created_at",
+    "completed_at",
+    "latency_ms",
+    "first_token_ms",
+    "input_tokens",
+    "output_tokens",
+    "writer",
+    "tool_calls",
+)
+
+
+# the columns of each message ``start_exchange`` inserts, in this order
+EXCHANGE_COLUMNS = ("conversation_id", "role", "tool_call_id", *REPLY_COLUMNS)
+
+
+def exchange_messages(
+    conversation_id: str,
+    rows: list[dict[str, Any]],
+    model_id: str,
+    stamp: str,
+    writer: str | None,
+    reply: dict[str, Any] | None,
+) -> list[tuple[Any, ...]]:
+    """What ``start_exchange`` inserts into ``messages``, one tuple of ``EXCHANGE_COLUMNS`` a
+    message, in order: the new ``rows``, complete, then the reply (``reply_row``)."""
+    values = []
+    for r in rows:
+        message = dict.fromkeys(REPLY_COLUMNS)
+        message.update(content=r["content"], status=COMPLETE, created_at=stamp, completed_at=stamp)
+        values.append((conversation_id, r["role"], r.get("tool_call_id"), *message.values()))
+    answer = reply_row(model_id, stamp, writer, reply)
+    values.append((conversation_id, "assistant", None, *answer.values()))
+    return values
+
+
+def reply_row(
+    model_id: str, stamp: str, writer: str | None, reply: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The assistant row ``start_exchange`` inserts: empty and ``streaming``, owned by
+    ``writer``; or, given the whole ``reply`` (``update_message``'s fields), final and owned by
+    nobody."""
+    row = dict.fromkeys(REPLY_COLUMNS)
+    row.update(content="", model_id=model_id, status=STREAMING, created_at=stamp, writer=writer)
+    if reply is not None:
+        row.update(checked_fields(reply), writer=None)
+        row["content"] = row["content"] or ""
+        row["model_id"] = row["model_id"] or model_id
+    return row
 
 
 def fix_messages(messages: list[dict[str, Any]], unmarked: set[str]) -> None:

@@ -21,8 +21,8 @@ import uuid
 from typing import Any
 
 from .base import (
-    COMPLETE,
     CONVERSATION_COLUMNS,
+    EXCHANGE_COLUMNS,
     INTERRUPTED,
     MESSAGE_COLUMNS,
     PROCESS_ENDED,
@@ -32,6 +32,7 @@ from .base import (
     StoreError,
     UnknownConversationError,
     UnknownMessageError,
+    exchange_messages,
     format_store_error,
     mask_url,
     message_rows,
@@ -47,6 +48,10 @@ MIGRATION_LOCK = 0  # (ADVISORY_CLASS, 0): held while migrating
 
 _CONV = ", ".join(CONVERSATION_COLUMNS)
 _MSG = ", ".join(f"m.{c}" for c in MESSAGE_COLUMNS)
+# the integer columns of a message, typed in VALUES rows where they may all be NULL
+_CASTS = dict.fromkeys(
+    ("latency_ms", "first_token_ms", "input_tokens", "output_tokens"), "::integer"
+)
 
 # the live writers' keys: advisory locks held by any session on this database
 _LIVE_KEYS = (
@@ -319,10 +324,11 @@ class PostgresStore(HistoryStore):
         system: str | None = None,
         owner: str | None = None,
         new: bool = False,
+        reply: dict[str, Any] | None = None,
     ) -> tuple[str, int]:
         rows = message_rows(messages)
-        writer = await self._writer()
         stamp = now()
+        writer = await self._writer() if reply is None else None  # (a whole reply has none)
         # one statement, so one round trip, atomic by itself: the conversation (a CTE) and the
         # messages in order, the reply last (ids follow the VALUES order)
         params: list[Any] = []
@@ -339,20 +345,17 @@ class PostgresStore(HistoryStore):
                 "WITH c AS (UPDATE conversations SET updated_at = %s WHERE id = %s RETURNING id) "
             )
             params += [stamp, conversation_id]
-        values = []
-        for r in rows:
-            values.append("(%s, %s, %s, NULL, %s, %s, %s, NULL, %s)")
-            params += [conversation_id, r["role"], r["content"], COMPLETE, stamp, stamp]
-            params.append(r.get("tool_call_id"))
-        values.append("(%s, 'assistant', '', %s, %s, %s, NULL, %s, NULL)")
-        params += [conversation_id, model_id, STREAMING, stamp, writer]
+        values = exchange_messages(conversation_id, rows, model_id, stamp, writer, reply)
+        # each row has every column; the casts type the ones that may all be NULL
+        row = "(" + ", ".join(f"%s{_CASTS.get(c, '')}" for c in EXCHANGE_COLUMNS) + ")"
+        params += [value for message in values for value in message]
         # (continuing, the rows go in only if the conversation is still there: one deleted
         # since it was looked up is unknown, not a foreign-key failure)
         guard = " WHERE EXISTS (SELECT 1 FROM c)" if continuing else ""
         sql = (
-            head + "INSERT INTO messages (conversation_id, role, content, model_id, status, "
-            "created_at, completed_at, writer, tool_call_id) SELECT * FROM (VALUES "
-            + ", ".join(values)
+            head
+            + f"INSERT INTO messages ({', '.join(EXCHANGE_COLUMNS)}) SELECT * FROM (VALUES "
+            + ", ".join([row] * len(values))
             + ") AS v"
             + guard
             + " RETURNING id"

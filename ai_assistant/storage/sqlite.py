@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
-    COMPLETE,
+    EXCHANGE_COLUMNS,
     INTERRUPTED,
     PROCESS_ENDED,
     STREAMING,
@@ -53,6 +53,7 @@ from .base import (
     UnknownMessageError,
     create_private_file,
     enable_wal,
+    exchange_messages,
     fix_messages,
     is_busy,
     make_private_folders,
@@ -71,6 +72,7 @@ except ImportError:  # pragma: no cover - Windows: writers are not tracked, repl
     fcntl = None  # type: ignore[assignment]
 
 BUSY_TIMEOUT = 5.0  # seconds: storage.busy_timeout's default
+CHECKPOINT_EVERY = 100  # writes between the writer thread's WAL checkpoints (~700 pages)
 
 # writer ids held by stores open in this process: alive by definition, and never probed (where
 # flock is emulated with POSIX locks, as on NFS, probing one's own lock would release it)
@@ -116,6 +118,7 @@ class SQLiteStore:
             ) from None
         self._lock = threading.RLock()  # (re-entered by the writes of a batch)
         self._batching = False
+        self._unchecked = 0  # writes since the last checkpoint (see ``written``)
         with self._busy_as_error():
             self._enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -288,6 +291,22 @@ class SQLiteStore:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def own_checkpoints(self) -> None:
+        """Stop this connection's automatic WAL checkpoints, which run inside the commit that
+        crosses the threshold (copying the WAL into the file and syncing it, while whoever
+        waits for that commit waits too); ``written`` runs them instead."""
+        with self._lock:  # (a setting of the connection: no I/O, no lock on the file)
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def written(self, count: int) -> None:
+        """``count`` more writes were committed and answered: checkpoint the WAL every
+        ``CHECKPOINT_EVERY`` of them (passively: it never waits for a reader or writer)."""
+        self._unchecked += count
+        if self._unchecked >= CHECKPOINT_EVERY:
+            self._unchecked = 0
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- writers: who owns a streaming reply -------------------------------------------------
 
@@ -462,34 +481,6 @@ class SQLiteStore:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def _insert_message(
-        self,
-        conversation_id: str,
-        role: str,
-        content: str,
-        model_id: str | None,
-        status: str,
-        stamp: str,
-        writer: str | None = None,
-        tool_call_id: str | None = None,
-    ) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO messages (conversation_id, role, content, model_id, status, created_at, "
-            "completed_at, writer, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                conversation_id,
-                role,
-                content,
-                model_id,
-                status,
-                stamp,
-                stamp if status == COMPLETE else None,
-                writer,
-                tool_call_id,
-            ),
-        )
-        return int(cursor.lastrowid)
-
     def start_exchange(
         self,
         conversation_id: str | None,
@@ -499,15 +490,17 @@ class SQLiteStore:
         system: str | None = None,
         owner: str | None = None,
         new: bool = False,
+        reply: dict[str, Any] | None = None,
     ) -> tuple[str, int]:
         """One transaction for the start of an exchange: the conversation (new when
         ``conversation_id`` is None, or with that id when ``new``), the new messages (user
         texts, or ``{"role", "content", "tool_call_id"}`` for user and tool messages), and the
-        assistant's reply, empty and ``streaming``, owned by this process's writer. Returns
-        (conversation id, reply message id)."""
+        assistant's reply, empty and ``streaming``, owned by this process's writer; or, given
+        ``reply`` (``update_message``'s fields), the whole reply. Returns (conversation id,
+        reply message id)."""
         rows = message_rows(messages)
-        writer = self._writer()
         stamp = now()
+        writer = self._writer() if reply is None else None  # (a whole reply has no writer)
         with self._transaction():
             if conversation_id is None or new:
                 conversation_id = conversation_id or uuid.uuid4().hex
@@ -526,20 +519,15 @@ class SQLiteStore:
                         f"conversation {conversation_id!r} was deleted",
                         hint="start a new conversation",
                     )
-            for row in rows:
-                self._insert_message(
-                    conversation_id,
-                    row["role"],
-                    row["content"],
-                    None,
-                    COMPLETE,
-                    stamp,
-                    tool_call_id=row.get("tool_call_id"),
-                )
-            reply_id = self._insert_message(
-                conversation_id, "assistant", "", model_id, STREAMING, stamp, writer
+            # every message in one statement, in order: the reply's id is the last
+            values = exchange_messages(conversation_id, rows, model_id, stamp, writer, reply)
+            row = "(" + ", ".join("?" * len(EXCHANGE_COLUMNS)) + ")"
+            cursor = self._db.execute(
+                f"INSERT INTO messages ({', '.join(EXCHANGE_COLUMNS)}) VALUES "
+                + ", ".join([row] * len(values)),
+                [value for message in values for value in message],
             )
-        return conversation_id, reply_id
+        return conversation_id, int(cursor.lastrowid)
 
     def update_message(self, message_id: int, **fields: Any) -> None:
         """Set columns of one message (content, status, error, model_id, latency...)."""
@@ -597,8 +585,10 @@ class WriterThread:
         self,
         name: str = "ai-assistant-store-writer",
         batch: Callable[[list[tuple[Callable[[], Any], Any]]], None] | None = None,
+        after: Callable[[int], None] | None = None,
     ) -> None:
         self._batch = batch
+        self._after = after  # told how many writes were answered, between batches
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -610,6 +600,11 @@ class WriterThread:
         future.set_running_or_notify_cancel()
         self._queue.put((fn, future))
         return future
+
+    def put(self, fn: Callable[[], Any], outcome: Any) -> None:
+        """Queue ``fn``; ``outcome.set_result``/``set_exception`` is called with what came of
+        it, on the writer thread, once its transaction is committed."""
+        self._queue.put((fn, outcome))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -631,12 +626,44 @@ class WriterThread:
                 items = items[: items.index(None)]
             if len(items) > 1 and self._batch is not None:
                 self._batch(items)
-                continue
-            for fn, future in items:
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
-                    future.set_exception(exc)
+            else:
+                for fn, future in items:
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+                        future.set_exception(exc)
+            if self._after is not None and items:
+                with contextlib.suppress(Exception):  # (housekeeping: the writes are done)
+                    self._after(len(items))
+
+
+class _LoopOutcome:
+    """Where the writer thread puts a queued write's outcome: an asyncio future, resolved on its
+    own loop with one wake-up (cheaper than a ``concurrent.futures.Future`` wrapped for it)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future) -> None:
+        self.future = future
+
+    def set_result(self, value: Any) -> None:
+        self._hand(value, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._hand(None, exc)
+
+    def _hand(self, value: Any, exc: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # (its loop has closed: nobody waits for it)
+            self.future.get_loop().call_soon_threadsafe(_resolve, self.future, value, exc)
+
+
+def _resolve(future: asyncio.Future, value: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
 
 
 class AsyncSQLiteStore(HistoryStore):
@@ -648,7 +675,8 @@ class AsyncSQLiteStore(HistoryStore):
     def __init__(self, core: SQLiteStore) -> None:
         self.core = core
         self.url = core.url
-        self._writes = WriterThread(batch=core.run_batch)
+        core.own_checkpoints()  # (off the path of the writes that callers wait for)
+        self._writes = WriterThread(batch=core.run_batch, after=core.written)
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="ai-assistant-store-reader")
 
     def __repr__(self) -> str:
@@ -660,10 +688,13 @@ class AsyncSQLiteStore(HistoryStore):
             return await asyncio.wrap_future(pool.submit(call))
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
-    def enqueue(self, job: Callable[[], Any]) -> concurrent.futures.Future:
+    def enqueue(self, job: Callable[[], Any]) -> asyncio.Future:
         """Run ``job()`` on the writer thread after everything queued before it (for the chat
-        core's writes, which need no task of their own to stay in order)."""
-        return self._writes.submit(job)
+        core's writes, which need no task of their own to stay in order). Call it on the event
+        loop; its future is resolved there, with one wake-up, once ``job`` is committed."""
+        future = asyncio.get_running_loop().create_future()
+        self._writes.put(job, _LoopOutcome(future))
+        return future
 
     def shutdown(self) -> None:
         self._writes.stop()
