@@ -114,6 +114,7 @@ def create_app(host: Host, store: Any = None) -> Any:
     only in between."""
     from .. import __version__
     from ..storage import open_async_store
+    from . import logs
 
     gateway = Gateway(host, store or open_async_store(host.config))
 
@@ -130,8 +131,10 @@ def create_app(host: Host, store: Any = None) -> Any:
                 yield
             finally:
                 gateway.started = False
+                logs.write_through()  # (serve's last lines: out before the process ends)
                 await host.stop()
         finally:
+            logs.write_through()
             await gateway.store.close()  # (after the replies still being recorded)
 
     app = FastAPI(
