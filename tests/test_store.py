@@ -261,3 +261,36 @@ def test_the_gateways_writer_keeps_the_wal_from_growing(tmp_path):
         store.close()
     assert early > 0
     assert late <= early * 1.25  # (without checkpoints it would be about four times as big)
+
+
+def test_writes_queued_together_commit_together_and_one_that_fails_fails_alone(tmp_path):
+    """The gateway's writer thread commits what queued up meanwhile in one transaction; a
+    write that fails in it is retried alone, so it gets its error and the others are kept."""
+    import asyncio
+
+    from ai_assistant.storage import SQLiteStore, UnknownConversationError
+
+    store = SQLiteStore(tmp_path / "history.db")
+    done = {"content": "fine", "status": "complete"}
+    gate = threading.Event()
+
+    async def main() -> list:
+        writes = store.aio
+        held = writes.enqueue(gate.wait)  # (the writer is busy: what follows queues up)
+        queued = [
+            writes.enqueue(lambda i=i: store.start_exchange(None, "echo", [f"q{i}"], reply=done))
+            for i in range(3)
+        ]
+        queued.insert(1, writes.enqueue(lambda: store.start_exchange("gone", "echo", ["?"])))
+        gate.set()
+        await held
+        return await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 30)
+
+    try:
+        first, failed, *rest = asyncio.run(main())
+        assert isinstance(failed, UnknownConversationError)
+        stored = {c["title"] for c in store.conversations()}
+        assert stored == {"q0", "q1", "q2"}
+        assert [first[1], *(r[1] for r in rest)] == sorted([first[1], *(r[1] for r in rest)])
+    finally:
+        store.close()

@@ -119,7 +119,7 @@ def app_from_environment() -> Any:
         strict=opts.get("strict"),
     )
     logs.install(host.config.redact, verbose=bool(opts.get("verbose")))  # after uvicorn's own
-    return create_app(host)
+    return create_app(host, own_process=True)
 
 
 def run(
@@ -147,7 +147,7 @@ def run(
         if options.workers == 1:
             from . import create_app
 
-            config = uvicorn.Config(create_app(host), **common)
+            config = uvicorn.Config(create_app(host, own_process=True), **common)
             logs.install(host.config.redact, verbose)  # again: uvicorn has set up its handlers
             uvicorn.Server(config).run(sockets=[sock])
             return

@@ -176,6 +176,10 @@ class HistoryStore:
     async def open(self) -> None:
         """Connect and migrate (a no-op once open)."""
 
+    def warm_up(self) -> None:
+        """Make the first write cost what the next ones do, in the background (for a server,
+        once it is open)."""
+
     async def close(self) -> None:
         """Wait for pending writes, then let go of connections and the writer's liveness."""
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    COMPLETE,
     EXCHANGE_COLUMNS,
     INTERRUPTED,
     PROCESS_ENDED,
@@ -257,24 +258,17 @@ class SQLiteStore:
         with self._busy_as_error(), self._read_lock:
             return [dict(r) for r in self._reader.execute(sql, params).fetchall()]
 
-    def run_batch(self, items: list[tuple[Callable[[], Any], concurrent.futures.Future]]) -> None:
-        """Run queued writes in one transaction, each in a savepoint of its own (one that
-        fails is rolled back alone, and its future gets its error); every future is resolved
-        only once the whole transaction is committed."""
-        outcomes: list[tuple[concurrent.futures.Future, bool, Any]] = []
+    def run_batch(self, items: list[tuple[Callable[[], Any], Any]]) -> list[tuple[Any, bool, Any]]:
+        """Run queued writes in one transaction (a group commit): ``(future, ok, result or
+        error)`` for each, to be resolved now that it is committed. When one of them fails, the
+        transaction is rolled back and each runs again in a transaction of its own, so only the
+        failing one gets its error; a lock that outlasts ``busy_timeout`` fails them all."""
         try:
             with self._busy_as_error(), self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._batching = True
                 try:
-                    for fn, future in items:
-                        self._db.execute("SAVEPOINT queued_write")
-                        try:
-                            outcomes.append((future, True, fn()))
-                        except Exception as exc:  # noqa: BLE001 - that write's own error
-                            self._db.execute("ROLLBACK TO queued_write")
-                            outcomes.append((future, False, exc))
-                        self._db.execute("RELEASE queued_write")
+                    results = [fn() for fn, _future in items]
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -282,15 +276,24 @@ class SQLiteStore:
                     raise
                 finally:
                     self._batching = False
-        except BaseException as exc:  # noqa: BLE001 - every write of the batch failed
-            for _fn, future in items:
-                future.set_exception(exc)
-            return
-        for future, ok, value in outcomes:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        except StoreBusyError as exc:
+            return [(future, False, exc) for _fn, future in items]
+        except Exception:  # noqa: BLE001 - one write's own error: each on its own, then
+            return [run_one(fn, future) for fn, future in items]
+        futures = [future for _fn, future in items]
+        return [(future, True, result) for future, result in zip(futures, results, strict=True)]
+
+    def warm_up(self) -> None:
+        """Compile the statements of a whole exchange (one question, its answer) in a
+        transaction that is rolled back, so the first reply stored costs what the next do."""
+        with self._busy_as_error(), self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batching = True
+            try:
+                self.start_exchange(None, "warm-up", ["warm-up"], reply={"status": COMPLETE})
+            finally:
+                self._batching = False
+                self._db.execute("ROLLBACK")
 
     def own_checkpoints(self) -> None:
         """Stop this connection's automatic WAL checkpoints, which run inside the commit that
@@ -574,6 +577,30 @@ class SQLiteStore:
         return convs
 
 
+def run_one(fn: Callable[[], Any], future: Any) -> tuple[Any, bool, Any]:
+    """``(future, ok, result or error)`` of running ``fn``."""
+    try:
+        return future, True, fn()
+    except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+        return future, False, exc
+
+
+def resolve(outcomes: list[tuple[Any, bool, Any]]) -> None:
+    """Hand each outcome to its future: one wake-up per event loop for its asyncio futures
+    (``_LoopOutcome``), and ``set_result``/``set_exception`` on the others."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for future, ok, value in outcomes:
+        if isinstance(future, _LoopOutcome):
+            by_loop.setdefault(future.future.get_loop(), []).append((future.future, ok, value))
+        elif ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # (its loop has closed: nobody waits for it)
+            loop.call_soon_threadsafe(_resolve_all, settled)
+
+
 class WriterThread:
     """One daemon thread that runs queued writes in order (datasette's write thread). Not a
     ``ThreadPoolExecutor``: those refuse work once the interpreter starts to exit, and the
@@ -625,45 +652,43 @@ class WriterThread:
                 stopping = True
                 items = items[: items.index(None)]
             if len(items) > 1 and self._batch is not None:
-                self._batch(items)
+                try:
+                    outcomes = self._batch(items)
+                except BaseException as exc:  # noqa: BLE001 - the thread lives on; they fail
+                    outcomes = [(future, False, exc) for _fn, future in items]
             else:
-                for fn, future in items:
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
-                        future.set_exception(exc)
+                outcomes = [run_one(fn, future) for fn, future in items]
+            resolve(outcomes)
             if self._after is not None and items:
                 with contextlib.suppress(Exception):  # (housekeeping: the writes are done)
                     self._after(len(items))
 
 
 class _LoopOutcome:
-    """Where the writer thread puts a queued write's outcome: an asyncio future, resolved on its
-    own loop with one wake-up (cheaper than a ``concurrent.futures.Future`` wrapped for it)."""
+    """Where a queued write's outcome goes when it is awaited on an event loop: an asyncio
+    future, resolved there (``resolve``: one wake-up per batch, cheaper than a
+    ``concurrent.futures.Future`` wrapped for the loop)."""
 
     __slots__ = ("future",)
 
     def __init__(self, future: asyncio.Future) -> None:
         self.future = future
 
-    def set_result(self, value: Any) -> None:
-        self._hand(value, None)
 
-    def set_exception(self, exc: BaseException) -> None:
-        self._hand(None, exc)
-
-    def _hand(self, value: Any, exc: BaseException | None) -> None:
-        with contextlib.suppress(RuntimeError):  # (its loop has closed: nobody waits for it)
-            self.future.get_loop().call_soon_threadsafe(_resolve, self.future, value, exc)
+def _retrieved(future: asyncio.Future) -> None:
+    """(Its outcome is nobody's business: a store that cannot write says so on use.)"""
+    if not future.cancelled():
+        future.exception()
 
 
-def _resolve(future: asyncio.Future, value: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(value)
+def _resolve_all(settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class AsyncSQLiteStore(HistoryStore):
@@ -687,6 +712,11 @@ class AsyncSQLiteStore(HistoryStore):
         if isinstance(pool, WriterThread):
             return await asyncio.wrap_future(pool.submit(call))
         return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    def warm_up(self) -> None:
+        """Warm the writer up (``SQLiteStore.warm_up``) without waiting for it: a write that
+        comes meanwhile queues behind it."""
+        self.enqueue(self.core.warm_up).add_done_callback(_retrieved)
 
     def enqueue(self, job: Callable[[], Any]) -> asyncio.Future:
         """Run ``job()`` on the writer thread after everything queued before it (for the chat
