@@ -19,6 +19,7 @@ from ..host import Host
 from ..plugins import FAILED
 from ..storage import HistoryStore, StoreBusyError, StoreError, UnknownConversationError
 from .errors import ApiError
+from .replies import ReplyStream
 from .requests import Limits
 
 log = logging.getLogger("ai_assistant.server")
@@ -62,8 +63,6 @@ async def begin(turn: Any, receive: Any, stream: bool) -> Any:
     """The reply of ``turn`` started (a ``ReplyStream``): its first event is in, or the client
     hears why there is none (an ``ApiError``, raised once the failed reply is stored). A stream
     also waits until its exchange is stored, before the headers go out."""
-    from .replies import ReplyStream
-
     reply = ReplyStream(turn)
     try:
         await reply.start(receive)
