@@ -330,20 +330,7 @@ def update_columns(fields: dict[str, Any], mark: str = "?") -> tuple[str, list[A
 
 
 # the columns of a reply as ``start_exchange`` inserts it, in this order
-REPLY_COLUMNS = (
-    "content",
-    "model_id",
-    "status",
-    "error",
-    "created_at",
-    "completed_at",
-    "latency_ms",
-    "first_token_ms",
-    "input_tokens",
-    "output_tokens",
-    "writer",
-    "tool_calls",
-)
+REPLY_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c in UPDATABLE | {"created_at", "writer"})
 
 
 # the columns of each message ``start_exchange`` inserts, in this order
