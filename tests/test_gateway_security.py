@@ -658,3 +658,37 @@ def test_server_log_is_redacted_and_has_tracebacks_only_with_v(project, upstream
     else:
         assert "Traceback" not in text
         assert "building the model hit a snag (RuntimeError: the cache is cold)" in text
+
+
+def test_a_log_output_nobody_reads_costs_bounded_memory_and_says_what_it_dropped(monkeypatch):
+    """serve's log lines wait for a thread of their own; past MAX_WAITING waiting (an output
+    that is not drained), new ones are dropped and counted, and the count is written once the
+    output drains again."""
+    import logging
+    import threading
+
+    from ai_assistant.server import logs
+
+    monkeypatch.setattr(logs, "MAX_WAITING", 50)
+    stuck, lines = threading.Event(), []
+
+    class Output(logging.Handler):
+        def emit(self, record):
+            stuck.wait(30)
+            lines.append(record.getMessage())
+
+    writer, output = logs.LogThread(), Output()
+    deferred = logs.Deferred(output, writer)
+    log = logging.getLogger("test.unread.output")
+    log.addHandler(deferred)
+    log.propagate = False
+    try:
+        for i in range(200):
+            log.warning("line %d", i)
+        stuck.set()
+        deferred.flush()
+    finally:
+        log.removeHandler(deferred)
+    assert len(lines) <= 60 and lines[0] == "line 0"
+    assert lines[-1].endswith("log lines were dropped: the log output was not being read")
+    assert int(lines[-1].split()[0]) + len(lines) - 1 == 200

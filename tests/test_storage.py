@@ -154,6 +154,18 @@ def test_a_whole_exchange_is_stored_in_one_write(history):
     assert failed["content"] == "" and failed["latency_ms"] is None
 
 
+def test_a_whole_exchange_keeps_when_it_began(history):
+    """Written once its reply ended, an exchange is still dated when it was asked."""
+    asked = "2026-11-25T10:00:00.000+00:00"
+    conversation_id, _ = history.start_exchange(
+        None, "echo", ["slow one"], reply={"content": "done", "status": "complete"}, at=asked
+    )
+    conv = history.conversation(conversation_id)
+    user, reply = conv["messages"]
+    assert conv["created_at"] == user["created_at"] == reply["created_at"] == asked
+    assert reply["completed_at"] > asked
+
+
 def test_continuing_a_conversation_deleted_meanwhile_is_unknown_not_a_crash(history):
     conversation_id, _reply = history.start_exchange(None, "echo", ["hi"])
     history.delete_conversation(conversation_id)

@@ -294,3 +294,127 @@ def test_writes_queued_together_commit_together_and_one_that_fails_fails_alone(t
         assert [first[1], *(r[1] for r in rest)] == sorted([first[1], *(r[1] for r in rest)])
     finally:
         store.close()
+
+
+def test_a_long_chat_through_the_python_api_keeps_the_wal_checkpointed(project):
+    """Only the gateway hands its checkpoints to the writer thread: a chat that writes
+    through (the CLI, the Python API) keeps SQLite's automatic ones."""
+    from ai_assistant import load_host
+    from ai_assistant.chat import Chat
+    from ai_assistant.storage import SQLiteStore
+
+    path = project.root / "history.db"
+    store = SQLiteStore(path)
+    chat = Chat(load_host(), "echo", store=store)
+    try:
+        for i in range(400):
+            chat.new_conversation()
+            chat.send(f"{i} " + "y" * 3000)
+        wal = (project.root / "history.db-wal").stat().st_size
+    finally:
+        store.close()
+    assert wal < 8_000_000  # (about 20 MB without checkpoints; SQLite's own stop near 4 MB)
+
+
+def test_a_writer_registered_in_a_rolled_back_batch_is_registered_again(tmp_path):
+    """A streaming reply's start queued with a write that fails: the batch is rolled back and
+    each runs alone; the reply still names the live process writing it."""
+    import asyncio
+
+    from ai_assistant.storage import SQLiteStore, UnknownMessageError
+
+    store = SQLiteStore(tmp_path / "history.db")
+    gate = threading.Event()
+
+    async def main() -> tuple:
+        writes = store.aio
+        held = writes.enqueue(gate.wait)
+        start = writes.enqueue(lambda: store.start_exchange(None, "echo", ["streaming"]))
+        bad = writes.enqueue(lambda: store.score_message(424242, 1.0, None))
+        gate.set()
+        await held
+        results = await asyncio.wait_for(asyncio.gather(start, bad, return_exceptions=True), 30)
+        return results
+
+    try:
+        (conversation_id, _reply_id), failed = asyncio.run(main())
+        assert isinstance(failed, UnknownMessageError)
+        reply = store.conversation(conversation_id)["messages"][-1]
+        assert reply["status"] == "streaming"
+        assert (reply["writer_pid"], reply["writer_host"]) == (os.getpid(), socket.gethostname())
+    finally:
+        store.close()
+
+
+def test_an_exchange_of_many_messages_fits_an_older_sqlites_parameter_limit(tmp_path):
+    """SQLite before 3.32 takes 999 parameters a statement: the messages go in as many
+    statements as that needs, in order, in one transaction."""
+    from ai_assistant.storage import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "history.db")
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # (as such a SQLite has it)
+    try:
+        texts = [f"message {i}" for i in range(200)]
+        conversation_id, reply_id = store.start_exchange(None, "echo", texts)
+        messages = store.conversation(conversation_id)["messages"]
+    finally:
+        store.close()
+    assert [m["content"] for m in messages[:-1]] == texts
+    assert messages[-1]["id"] == reply_id and messages[-1]["role"] == "assistant"
+
+
+def test_a_start_whose_batch_was_rolled_back_and_that_then_failed_writes_no_other_row(tmp_path):
+    """A reply's start runs in a batch that is rolled back, then fails alone (the file stayed
+    locked: simulated, since the timing cannot be arranged with a real lock): the id of the
+    rolled-back row is void, and the reply's later writes never land on another row."""
+    import asyncio
+
+    from ai_assistant.chat.recording import Recorder
+    from ai_assistant.chat.reply import Reply
+    from ai_assistant.storage import SQLiteStore, StoreBusyError
+
+    store = SQLiteStore(tmp_path / "history.db")
+    real, runs = store.start_exchange, []
+
+    def start_exchange(conversation_id, model_id, rows, **kw):
+        if "from alice" in str(rows):
+            runs.append(1)
+            if len(runs) == 2:  # (its run alone, after the batch was rolled back)
+                raise StoreBusyError("the history store stayed locked")
+        return real(conversation_id, model_id, rows, **kw)
+
+    store.start_exchange = start_exchange
+    gate = threading.Event()
+
+    async def main() -> str:
+        writes = store.aio
+        held = writes.enqueue(gate.wait)
+        alice, alices = Recorder(writes, None, owner="alice"), Reply("echo")
+        alice.start("echo", ["question from alice"], alices)
+        bad = writes.enqueue(lambda: store.score_message(424242, 1.0, None))
+        gate.set()
+        await held
+        with pytest.raises(StoreBusyError):
+            await asyncio.wait_for(alice.started(), 30)
+        await asyncio.gather(bad, return_exceptions=True)
+        bob, bobs = Recorder(writes, None, owner="bob", whole=True), Reply("echo")
+        bob.start("echo", ["question from bob"], bobs)
+        bobs.parts.append("bob's answer")
+        bobs.status = "complete"
+        bob.finish(bobs)
+        await asyncio.wait_for(bob.flush(), 30)
+        alices.parts.append("alice's answer")
+        alices.status = "interrupted"
+        alice.finish(alices)
+        await asyncio.gather(asyncio.wait_for(alice.flush(), 30), return_exceptions=True)
+        return bob.conversation_id
+
+    try:
+        bobs_conversation = asyncio.run(main())
+        messages = store.conversation(bobs_conversation)["messages"]
+    finally:
+        store.close()
+    assert [(m["content"], m["status"]) for m in messages] == [
+        ("question from bob", "complete"),
+        ("bob's answer", "complete"),
+    ]

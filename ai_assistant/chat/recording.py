@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..host import Host
-from ..storage import AsyncSQLiteStore, HistoryStore, SQLiteStore, SyncStore
+from ..storage import AsyncSQLiteStore, HistoryStore, SQLiteStore, SyncStore, now
 from ..storage import open_store as _open_store
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Recorder:
         # (one write instead of two, for a reply nobody reads before it ends); until then its
         # start waits here
         self._whole = whole and self._through is None
-        self._pending: tuple[str, list[Any], bool, Reply] | None = None
+        self._pending: tuple[str, list[Any], bool, Reply, str] | None = None
 
     def _then(self, write: Any, after_start: bool = True) -> asyncio.Future:
         """Defer ``write(reply message id)`` (a coroutine function) until the previous write has
@@ -109,8 +109,8 @@ class Recorder:
         new = self.conversation_id is None
         if new:
             self.conversation_id = uuid.uuid4().hex
-        if self._whole:
-            self._pending = (model_id, rows, new, reply)
+        if self._whole:  # (stamped now: the question was asked now, not when it is written)
+            self._pending = (model_id, rows, new, reply, now())
             return
         self._begin(model_id, rows, new, reply)
 
@@ -120,18 +120,22 @@ class Recorder:
         rows: list[Any],
         new: bool,
         reply: Reply,
+        at: str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> None:
         """Write the start of the exchange (and, given its ``fields``, the whole reply)."""
         store, conversation_id = self.store, self.conversation_id
         assert store is not None
-        kw = {"system": self.system, "owner": self.owner, "new": new, "reply": fields}
+        kw = {"system": self.system, "owner": self.owner, "new": new, "reply": fields, "at": at}
         if self._queue is not None:
             core, ids = self._queue.core, {}
 
             def job() -> None:
-                _, reply.message_id = core.start_exchange(conversation_id, model_id, rows, **kw)
-                ids["id"] = reply.message_id
+                # (run again alone if its batch was rolled back: an id from that run is void)
+                ids.clear()
+                reply.message_id = None
+                _, message_id = core.start_exchange(conversation_id, model_id, rows, **kw)
+                reply.message_id = ids["id"] = message_id
 
             self._ids = ids
             self._queued = [self._enqueue(job)] * 2

@@ -24,6 +24,7 @@ from collections.abc import Callable
 FORMAT = "%(levelname)s:     %(message)s"
 HTTP_CLIENT_LOGGERS = ("httpx", "httpx2")
 BATCH_SECONDS = 0.05  # the log thread wakes at most this often while lines keep coming
+MAX_WAITING = 10_000  # lines queued at most (an output nobody drains): later ones are dropped
 
 
 class Deferred(logging.Handler):
@@ -50,11 +51,15 @@ class LogThread:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()  # one writer at a time: the thread, or a drain
         self._inline = False
+        self._dropped = 0
         self._thread = threading.Thread(target=self._run, name="ai-assistant-log", daemon=True)
         self._thread.start()
         atexit.register(self.drain)
 
     def put(self, target: logging.Handler, record: logging.LogRecord) -> None:
+        if self._queue.qsize() >= MAX_WAITING:
+            self._dropped += 1  # (said once the output drains again)
+            return
         self._queue.put((target, record))
         if self._inline:
             self.drain()
@@ -71,13 +76,27 @@ class LogThread:
         self.drain()
 
     def _write_queued(self) -> None:
+        target = None
         while True:
             try:
                 target, record = self._queue.get_nowait()
             except queue.Empty:
-                return
+                break
             with contextlib.suppress(Exception):  # (a handler's own failure: it reports it)
                 target.handle(record)
+        if self._dropped and target is not None:
+            dropped, self._dropped = self._dropped, 0
+            note = logging.LogRecord(
+                "ai_assistant.server",
+                logging.WARNING,
+                __file__,
+                0,
+                "%d log lines were dropped: the log output was not being read",
+                (dropped,),
+                None,
+            )
+            with contextlib.suppress(Exception):
+                target.handle(note)
 
     def _run(self) -> None:
         while True:

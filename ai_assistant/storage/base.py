@@ -223,12 +223,13 @@ class HistoryStore:
         owner: str | None = None,
         new: bool = False,
         reply: dict[str, Any] | None = None,
+        at: str | None = None,
     ) -> tuple[str, int]:
         """The conversation (created when ``conversation_id`` is None, or with that id when
         ``new``), the new messages and the empty ``streaming`` reply, in one transaction.
         Given ``reply`` (``update_message``'s fields, a final status among them), the reply is
-        stored whole instead: the whole exchange in one write. Returns (conversation id, reply
-        message id)."""
+        stored whole instead: the whole exchange in one write. ``at`` (``now()``'s form): when
+        the exchange began, if not now. Returns (conversation id, reply message id)."""
         raise NotImplementedError
 
     async def update_message(self, message_id: int, **fields: Any) -> None:

@@ -325,9 +325,10 @@ class PostgresStore(HistoryStore):
         owner: str | None = None,
         new: bool = False,
         reply: dict[str, Any] | None = None,
+        at: str | None = None,
     ) -> tuple[str, int]:
         rows = message_rows(messages)
-        stamp = now()
+        stamp = at or now()
         writer = await self._writer() if reply is None else None  # (a whole reply has none)
         # one statement, so one round trip, atomic by itself: the conversation (a CTE) and the
         # messages in order, the reply last (ids follow the VALUES order)

@@ -263,6 +263,7 @@ class SQLiteStore:
         error)`` for each, to be resolved now that it is committed. When one of them fails, the
         transaction is rolled back and each runs again in a transaction of its own, so only the
         failing one gets its error; a lock that outlasts ``busy_timeout`` fails them all."""
+        registered = self._writer_id is not None
         try:
             with self._busy_as_error(), self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -277,8 +278,10 @@ class SQLiteStore:
                 finally:
                     self._batching = False
         except StoreBusyError as exc:
+            self._forget_writer(registered)
             return [(future, False, exc) for _fn, future in items]
         except Exception:  # noqa: BLE001 - one write's own error: each on its own, then
+            self._forget_writer(registered)
             return [run_one(fn, future) for fn, future in items]
         futures = [future for _fn, future in items]
         return [(future, True, result) for future, result in zip(futures, results, strict=True)]
@@ -323,6 +326,16 @@ class SQLiteStore:
             if self._writer_id is None:
                 self._writer_id = self._register_writer()
         return self._writer_id
+
+    def _forget_writer(self, registered: bool) -> None:
+        """After a rolled-back batch: a writer registered in it lost its row, so let it go (the
+        next streaming reply registers a new one)."""
+        if registered or self._writer_id is None:
+            return
+        with self._writer_lock:
+            if self._writer_release is not None:
+                self._writer_release()
+            self._writer_id = self._writer_release = None
 
     def _register_writer(self) -> str | None:
         writer_id = uuid.uuid4().hex
@@ -494,15 +507,16 @@ class SQLiteStore:
         owner: str | None = None,
         new: bool = False,
         reply: dict[str, Any] | None = None,
+        at: str | None = None,
     ) -> tuple[str, int]:
         """One transaction for the start of an exchange: the conversation (new when
         ``conversation_id`` is None, or with that id when ``new``), the new messages (user
         texts, or ``{"role", "content", "tool_call_id"}`` for user and tool messages), and the
         assistant's reply, empty and ``streaming``, owned by this process's writer; or, given
-        ``reply`` (``update_message``'s fields), the whole reply. Returns (conversation id,
-        reply message id)."""
+        ``reply`` (``update_message``'s fields), the whole reply. ``at``: when the exchange
+        began (default: now). Returns (conversation id, reply message id)."""
         rows = message_rows(messages)
-        stamp = now()
+        stamp = at or now()
         writer = self._writer() if reply is None else None  # (a whole reply has no writer)
         with self._transaction():
             if conversation_id is None or new:
@@ -522,14 +536,19 @@ class SQLiteStore:
                         f"conversation {conversation_id!r} was deleted",
                         hint="start a new conversation",
                     )
-            # every message in one statement, in order: the reply's id is the last
+            # the messages in order, as few statements as SQLite's limit on parameters allows
+            # (999 before SQLite 3.32): the reply's id is the last
             values = exchange_messages(conversation_id, rows, model_id, stamp, writer, reply)
             row = "(" + ", ".join("?" * len(EXCHANGE_COLUMNS)) + ")"
-            cursor = self._db.execute(
-                f"INSERT INTO messages ({', '.join(EXCHANGE_COLUMNS)}) VALUES "
-                + ", ".join([row] * len(values)),
-                [value for message in values for value in message],
-            )
+            limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            most = max(1, limit // len(EXCHANGE_COLUMNS))
+            for start in range(0, len(values), most):
+                chunk = values[start : start + most]
+                cursor = self._db.execute(
+                    f"INSERT INTO messages ({', '.join(EXCHANGE_COLUMNS)}) VALUES "
+                    + ", ".join([row] * len(chunk)),
+                    [value for message in chunk for value in message],
+                )
         return conversation_id, int(cursor.lastrowid)
 
     def update_message(self, message_id: int, **fields: Any) -> None:
@@ -700,7 +719,6 @@ class AsyncSQLiteStore(HistoryStore):
     def __init__(self, core: SQLiteStore) -> None:
         self.core = core
         self.url = core.url
-        core.own_checkpoints()  # (off the path of the writes that callers wait for)
         self._writes = WriterThread(batch=core.run_batch, after=core.written)
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="ai-assistant-store-reader")
 
@@ -714,8 +732,10 @@ class AsyncSQLiteStore(HistoryStore):
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     def warm_up(self) -> None:
-        """Warm the writer up (``SQLiteStore.warm_up``) without waiting for it: a write that
-        comes meanwhile queues behind it."""
+        """For a server whose writes all go through this face: the writer thread runs the WAL
+        checkpoints from now on (``own_checkpoints``), and is warmed up (``SQLiteStore.warm_up``)
+        without waiting for it (a write that comes meanwhile queues behind it)."""
+        self.core.own_checkpoints()
         self.enqueue(self.core.warm_up).add_done_callback(_retrieved)
 
     def enqueue(self, job: Callable[[], Any]) -> asyncio.Future:
