@@ -179,6 +179,7 @@ def layer_budget(root: Path, upstream_url: str, calls: int, rounds: int) -> list
     async def measure() -> list[tuple]:
         store = open_async_store(host.config).aio
         await store.open()
+        store.warm_up()  # (as the gateway's lifespan does)
         await host.start(build_models=True)
         model = host.get_model("fast")
         http = httpx2.AsyncClient(timeout=60)
@@ -203,6 +204,7 @@ def layer_budget(root: Path, upstream_url: str, calls: int, rounds: int) -> list
             return Turn(
                 host, "fast", new, store=store if with_store else None, record=new,
                 owner="bench", user="bench", surface="openai", stream=False, timeout=600,
+                record_whole=True,  # (as /v1 stores a non-streaming completion)
             )  # fmt: skip
 
         async def core() -> None:
