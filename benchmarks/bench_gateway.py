@@ -32,6 +32,17 @@ REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789"
 
 
+def installed() -> tuple[str, dict[str, str]]:
+    """This environment's `ai-assistant`, and an environment to run it in: no AI_ASSISTANT_
+    settings from the caller's, and cached bytecode used (as a user gets it)."""
+    exe = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
+    if exe is None:
+        sys.exit("ai-assistant is not installed in this environment: pip install -e .")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return exe, env
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -170,11 +181,7 @@ def main() -> None:
         help="requests/s of the paced added-latency run (all clients together)",
     )
     args = parser.parse_args()
-    exe = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
-    if exe is None:
-        sys.exit("ai-assistant is not installed in this environment: pip install -e .")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    exe, env = installed()
     procs: list[subprocess.Popen] = []
     try:
         upstream = subprocess.Popen(

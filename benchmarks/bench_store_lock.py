@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_gateway import _free_port  # noqa: E402
+from bench_gateway import _free_port, installed  # noqa: E402
 from bench_gateway_floor import wait_ready  # noqa: E402
 
 HOLD_LOCK = """
@@ -65,11 +64,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=5.0, help="seconds the lock is held")
     parser.add_argument("--busy-timeout", type=float, default=5.0, help="storage.busy_timeout")
     args = parser.parse_args()
-    exe = shutil.which("ai-assistant", path=str(Path(sys.executable).parent))
-    if exe is None:
-        sys.exit("ai-assistant is not installed in this environment: pip install -e .")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    exe, env = installed()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "settings.toml").write_text(f"""
