@@ -553,38 +553,3 @@ def test_two_gateway_processes_over_one_postgresql_store_every_stream_whole(post
             assert (reply["status"], reply["content"]) == ("complete", f"echo: n {i} a b c")
     finally:
         store.close()
-
-
-def test_writes_that_come_together_are_stored_together_and_a_bad_one_fails_alone(store_url):
-    """The gateway's face of each store: writes arriving while others are on their way go in
-    one transaction (SQLite's writer thread, PostgreSQL's pipeline); one that the database
-    refuses fails alone, and every other is stored."""
-    import asyncio
-
-    from ai_assistant.storage import SQLiteStore
-
-    async def main() -> tuple[list, list]:
-        if store_url.startswith("postgresql"):
-            store = PostgresStore(store_url, pool_size=4)
-        else:
-            store = SQLiteStore(store_url).aio
-        await store.open()
-        try:
-            done = {"content": "fine", "status": "complete"}
-            writes = [store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(20)]
-            bad = store.start_exchange(None, "echo", ["bad"], reply={"status": "bogus"})
-            results = await asyncio.gather(*writes[:10], bad, *writes[10:], return_exceptions=True)
-            again = [store.start_exchange(None, "echo", [f"r{i}"], reply=done) for i in range(20)]
-            stored = await asyncio.gather(*again)  # (one batch that commits)
-            assert len({reply_id for _, reply_id in stored}) == 20
-            for conversation_id, reply_id in stored:
-                conv = await store.conversation(conversation_id)
-                assert [m["id"] for m in conv["messages"]][-1] == reply_id
-            return results, [c for c in await store.conversations() if c["title"][0] == "q"]
-        finally:
-            await store.close()
-
-    results, conversations = asyncio.run(main())
-    assert isinstance(results[10], Exception)  # (the CHECK on status refused it)
-    assert not any(isinstance(r, Exception) for r in results[:10] + results[11:])
-    assert sorted(c["title"] for c in conversations) == sorted(f"q{i}" for i in range(20))

@@ -76,8 +76,6 @@ class PostgresStore(HistoryStore):
         self._writer_conn: Any = None
         self._writer_id: str | None = None
         self._writer_lock: asyncio.Lock | None = None
-        self._queued: list[tuple[str, Any, asyncio.Future]] = []  # the chat's writes (_write)
-        self._writing: asyncio.Future | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -186,58 +184,6 @@ class PostgresStore(HistoryStore):
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(sql, params)
             return await cur.fetchall()
-
-    async def _write(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        """Run a statement of the chat's writes (an exchange's start, a reply's update) and
-        return its rows. The writes that come while others are on their way go together: one
-        transaction, pipelined (one round trip, one commit), so under load each costs a part of
-        one; a batch with a failing statement is rolled back and each runs again alone."""
-        future = asyncio.get_running_loop().create_future()
-        self._queued.append((sql, params, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.ensure_future(self._write_queued())
-            self._writing.add_done_callback(_retrieved)
-        return await asyncio.shield(future)  # (a caller that goes away leaves its write be)
-
-    async def _write_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            results: list[Any] = []
-            try:
-                results = await self._run_batch([(sql, params) for sql, params, _ in batch])
-            except StoreBusyError as exc:  # (no connection, or locked: none can run now)
-                results = [exc] * len(batch)
-            except Exception:  # noqa: BLE001 - one statement's own error: each alone, then
-                results = [await self._run_alone(sql, params) for sql, params, _ in batch]
-            finally:  # (never a caller left waiting, whatever happened)
-                results += [StoreError(f"the history store {self.url} stopped writing")] * (
-                    len(batch) - len(results)
-                )
-                for (_sql, _params, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-
-    async def _run_batch(self, statements: list[tuple[str, Any]]) -> list[Any]:
-        if len(statements) == 1:
-            return [await self._run_alone(*statements[0], raising=True)]
-        async with self._conn() as conn:
-            async with conn.pipeline(), conn.transaction():
-                cursors = [await conn.execute(sql, params) for sql, params in statements]
-            return [await _rows_of(cursor) for cursor in cursors]
-
-    async def _run_alone(self, sql: str, params: Any, raising: bool = False) -> Any:
-        """The rows of one statement, or (unless ``raising``) the error it ended in."""
-        try:
-            async with self._conn() as conn:
-                return await _rows_of(await conn.execute(sql, params))
-        except Exception as exc:
-            if raising:
-                raise
-            return exc
 
     async def _execute(self, sql: str, params: Any = ()) -> None:
         async with self._conn() as conn:
@@ -415,7 +361,9 @@ class PostgresStore(HistoryStore):
             + guard
             + " RETURNING id"
         )
-        ids = [r[0] for r in await self._write(sql, params)]
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, params)
+            ids = [r[0] for r in await cur.fetchall()]
         if not ids:
             raise UnknownConversationError(
                 f"conversation {conversation_id!r} was deleted", hint="start a new conversation"
@@ -424,7 +372,7 @@ class PostgresStore(HistoryStore):
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
         columns, values = update_columns(fields, "%s")
-        await self._write(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
+        await self._execute(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
 
     async def score_message(
         self, message_id: int, score: float, comment: str | None, owner: str | None = None
@@ -492,16 +440,6 @@ class PostgresStore(HistoryStore):
                         rows,
                     )
         return len(rows)
-
-
-async def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
-    return await cursor.fetchall() if cursor.description else []
-
-
-def _retrieved(task: asyncio.Future) -> None:
-    """(Each write's own error goes to its caller; this only keeps asyncio from warning.)"""
-    if not task.cancelled():
-        task.exception()
 
 
 class _Connection:
