@@ -137,10 +137,9 @@ def create_app(host: Host, store: Any = None, *, own_process: bool = False) -> A
                 yield
             finally:
                 gateway.started = False
-                logs.write_through()  # (serve's last lines: out before the process ends)
                 await host.stop()
         finally:
-            logs.write_through()
+            logs.write_through()  # (serve's last lines: out before a re-raised signal ends it)
             await gateway.store.close()  # (after the replies still being recorded)
 
     app = FastAPI(

@@ -75,13 +75,16 @@ class LogThread:
         self._inline = True
         self.drain()
 
-    def _write_queued(self) -> None:
+    def _write_queued(self, item: tuple[logging.Handler, logging.LogRecord] | None = None) -> None:
+        """Write ``item`` and whatever is queued; then say how many lines were dropped."""
         target = None
         while True:
-            try:
-                target, record = self._queue.get_nowait()
-            except queue.Empty:
-                break
+            if item is None:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            (target, record), item = item, None
             with contextlib.suppress(Exception):  # (a handler's own failure: it reports it)
                 target.handle(record)
         if self._dropped and target is not None:
@@ -102,9 +105,7 @@ class LogThread:
         while True:
             item = self._queue.get()
             with self._lock:
-                with contextlib.suppress(Exception):
-                    item[0].handle(item[1])
-                self._write_queued()
+                self._write_queued(item)
             time.sleep(BATCH_SECONDS)  # (lines that come meanwhile wait, and go together)
 
 

@@ -265,18 +265,8 @@ class SQLiteStore:
         failing one gets its error; a lock that outlasts ``busy_timeout`` fails them all."""
         registered = self._writer_id is not None
         try:
-            with self._busy_as_error(), self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._batching = True
-                try:
-                    results = [fn() for fn, _future in items]
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._batching = False
+            with self._batch():
+                results = [fn() for fn, _future in items]
         except StoreBusyError as exc:
             self._forget_writer(registered)
             return [(future, False, exc) for _fn, future in items]
@@ -289,14 +279,26 @@ class SQLiteStore:
     def warm_up(self) -> None:
         """Compile the statements of a whole exchange (one question, its answer) in a
         transaction that is rolled back, so the first reply stored costs what the next do."""
+        with self._batch(commit=False):
+            self.start_exchange(None, "warm-up", ["warm-up"], reply={"status": COMPLETE})
+
+    @contextlib.contextmanager
+    def _batch(self, commit: bool = True) -> Iterator[None]:
+        """One write transaction around several writes (each one's ``_transaction`` joins it):
+        committed at the end if ``commit`` and none failed, else rolled back."""
         with self._busy_as_error(), self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._batching = True
             try:
-                self.start_exchange(None, "warm-up", ["warm-up"], reply={"status": COMPLETE})
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT" if commit else "ROLLBACK")
             finally:
                 self._batching = False
-                self._db.execute("ROLLBACK")
 
     def own_checkpoints(self) -> None:
         """Stop this connection's automatic WAL checkpoints, which run inside the commit that
