@@ -25,6 +25,8 @@ from ai_assistant import load_host
 from ai_assistant.server import create_app
 from ai_assistant.storage import (
     SQLiteStore,
+    StoreBusyError,
+    StoreError,
     SyncStore,
     UnknownConversationError,
     UnknownMessageError,
@@ -551,5 +553,203 @@ def test_two_gateway_processes_over_one_postgresql_store_every_stream_whole(post
         for i, conversation_id in enumerate(ids):
             user, reply = store.conversation(conversation_id)["messages"]
             assert (reply["status"], reply["content"]) == ("complete", f"echo: n {i} a b c")
+    finally:
+        store.close()
+
+
+# -- PostgreSQL: the gateway's writes in groups -----------------------------------------------
+
+
+def _run_on_postgres(url: str, body, **options):
+    """``body(store)`` on a fresh PostgresStore for ``url``, closed afterwards."""
+    import asyncio
+
+    async def main():
+        store = PostgresStore(url, pool_size=4, **options)
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def _count_transactions(url: str, titles: list[str]) -> int:
+    """How many transactions wrote the conversations titled ``titles`` (rows a transaction
+    writes share its ``xmin``)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT COUNT(DISTINCT xmin::text) FROM conversations WHERE title = ANY(%s)", (titles,)
+        ).fetchone()[0]
+
+
+def test_postgresql_writes_that_come_together_share_a_commit_and_a_refused_one_fails_alone(
+    postgres_url,
+):
+    """Writes that arrive while others are on their way are committed together; one that the
+    database refuses fails alone, with an error naming the store, and every other is stored."""
+    import asyncio
+
+    done = {"content": "fine", "status": "complete"}
+
+    async def body(store):
+        writes = [store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(20)]
+        bad = store.start_exchange(None, "echo", ["bad"], reply={"status": "bogus"})
+        results = await asyncio.gather(*writes[:10], bad, *writes[10:], return_exceptions=True)
+        stored = {}
+        for conversation_id, reply_id in [r for r in results if not isinstance(r, Exception)]:
+            conv = await store.conversation(conversation_id)
+            assert conv["messages"][-1]["id"] == reply_id
+            stored[conv["title"]] = [m["content"] for m in conv["messages"]]
+        return results, stored
+
+    results, stored = _run_on_postgres(postgres_url, body)
+    assert isinstance(results[10], StoreError) and mask_url(postgres_url) in str(results[10])
+    assert stored == {f"q{i}": [f"q{i}", "fine"] for i in range(20)}
+    assert _count_transactions(postgres_url, list(stored)) < 20
+
+
+def test_postgresql_a_locked_row_fails_its_own_write_and_the_rest_are_stored(postgres_url):
+    """A reply's row locked by another session past ``busy_timeout``: that write gets the
+    busy error (retry), the writes that came with it are stored."""
+    import asyncio
+
+    import psycopg
+
+    async def body(store):
+        started = [await store.start_exchange(None, "echo", [f"q{i}"]) for i in range(8)]
+        locked_id = started[3][1]
+        async with await psycopg.AsyncConnection.connect(postgres_url) as other:
+            await other.execute("SELECT 1 FROM messages WHERE id = %s FOR UPDATE", (locked_id,))
+            updates = [
+                store.update_message(reply_id, content=f"a{i}", status="complete")
+                for i, (_, reply_id) in enumerate(started)
+            ]
+            results = await asyncio.gather(*updates, return_exceptions=True)
+            await other.rollback()
+        replies = [(await store.conversation(c))["messages"][-1] for c, _ in started]
+        return results, replies
+
+    results, replies = _run_on_postgres(postgres_url, body, busy_timeout=0.5)
+    assert isinstance(results[3], StoreBusyError) and "retry" in results[3].hint
+    assert [r is None for r in results] == [i != 3 for i in range(8)]
+    assert [(r["status"], r["content"]) for i, r in enumerate(replies) if i != 3] == [
+        ("complete", f"a{i}") for i in range(8) if i != 3
+    ]
+    assert replies[3]["status"] == "streaming"
+
+
+class _DroppingProxy:
+    """A PostgreSQL server's Unix socket, relayed; once ``armed``, the first answer from the
+    server that holds ``trigger`` is not passed on and both sides are cut: the client cannot
+    know whether what it sent was committed."""
+
+    def __init__(self, url: str, folder: Path, trigger: bytes) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(url)
+        self.target = f"{parse_qs(parts.query)['host'][0]}/.s.PGSQL.{parts.port or 5432}"
+        self.folder, self.trigger = folder, trigger
+        self.url = url.replace(parse_qs(parts.query)["host"][0], str(folder))
+        self.armed = False
+        self.dropped = 0
+
+    async def __aenter__(self):
+        import asyncio
+
+        self.server = await asyncio.start_unix_server(
+            self._relay, str(self.folder / ".s.PGSQL.5432")
+        )
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _relay(self, reader, writer):
+        import asyncio
+
+        up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+
+        async def pipe(source, sink, from_server: bool) -> None:
+            try:
+                while data := await source.read(65536):
+                    if from_server and self.armed and self.trigger in data:
+                        self.armed = False
+                        self.dropped += 1
+                        break
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                for side in (writer, up_writer):
+                    side.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+
+def test_postgresql_writes_whose_answer_is_lost_are_reported_and_never_stored_twice(
+    postgres_url, tmp_path
+):
+    """The connection is cut after the server wrote the exchanges but before their answer
+    arrived: their callers get a store error (the write may have landed), nothing is written
+    again behind their back, and the store goes on working."""
+    import asyncio
+
+    assert "host=" in postgres_url, "this test relays the server's Unix socket"
+    done = {"content": "fine", "status": "complete"}
+
+    async def body(_store):
+        async with _DroppingProxy(postgres_url, tmp_path, b"INSERT 0 ") as proxy:
+            store = PostgresStore(proxy.url, pool_size=4)
+            await store.open()
+            try:
+                await store.start_exchange(None, "echo", ["warm"], reply=done)
+                proxy.armed = True
+                writes = [
+                    store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(6)
+                ]
+                results = await asyncio.gather(*writes, return_exceptions=True)
+                assert proxy.dropped == 1
+                after = await store.start_exchange(None, "echo", ["after"], reply=done)
+                titles = [c["title"] for c in await store.conversations()]
+                return results, after, titles
+            finally:
+                await store.close()
+
+    results, after, titles = _run_on_postgres(postgres_url, body)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert failed and all(isinstance(r, StoreError) for r in failed)
+    assert all(mask_url(postgres_url.split("?")[0]) in str(r) for r in failed)
+    assert sorted(t for t in titles if t.startswith("q")) == sorted(set(titles) - {"warm", "after"})
+    assert len(titles) == len(set(titles))  # (no exchange written twice)
+    assert after[0]
+
+
+def test_postgresql_closing_the_store_answers_the_writes_already_queued(postgres_url):
+    """``close`` waits for the writes on their way: each is stored and answered."""
+    import asyncio
+
+    done = {"content": "fine", "status": "complete"}
+
+    async def body(store):
+        writes = [
+            asyncio.ensure_future(store.start_exchange(None, "echo", [f"q{i}"], reply=done))
+            for i in range(10)
+        ]
+        await asyncio.sleep(0)  # (each has queued its write)
+        await store.close()
+        return [w.result() for w in writes if w.done()]
+
+    answered = _run_on_postgres(postgres_url, body)
+    assert len(answered) == 10
+    store = open_history(postgres_url)
+    try:
+        assert sorted(c["title"] for c in store.conversations()) == sorted(
+            f"q{i}" for i in range(10)
+        )
     finally:
         store.close()

@@ -76,6 +76,8 @@ class PostgresStore(HistoryStore):
         self._writer_conn: Any = None
         self._writer_id: str | None = None
         self._writer_lock: asyncio.Lock | None = None
+        self._queued: list[tuple[str, Any, asyncio.Future]] = []  # the chat's writes (_write)
+        self._writing: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -139,6 +141,9 @@ class PostgresStore(HistoryStore):
 
     async def close(self) -> None:
         await self.flush()
+        writing = self._writing
+        if writing is not None and writing.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([writing])  # (the writes queued so far are answered)
         if self._writer_conn is not None:
             try:
                 async with self._conn() as conn:
@@ -184,6 +189,88 @@ class PostgresStore(HistoryStore):
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(sql, params)
             return await cur.fetchall()
+
+    # -- the chat's writes, in groups ------------------------------------------------------
+
+    async def _write(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """Run one of the chat's writes (an exchange's start, a reply's update) and return its
+        rows. Writes that arrive while others are on their way wait, then go together: one
+        transaction, pipelined (one round trip, one commit), so under load each costs a part
+        of one. A write alone runs alone."""
+        loop = asyncio.get_running_loop()
+        writing = self._writing
+        if writing is not None and not writing.done() and writing.get_loop() is not loop:
+            raise StoreError(f"the history store {self.url} is writing on another event loop")
+        future = loop.create_future()
+        self._queued.append((sql, params, future))
+        if writing is None or writing.done():
+            self._writing = loop.create_task(self._write_queued())
+        return await asyncio.shield(future)  # (a caller that goes away leaves its write be)
+
+    async def _write_queued(self) -> None:
+        batch: list[tuple[str, Any, asyncio.Future]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                await self._write_batch(batch)
+        except BaseException:  # (cancelled with its loop: no caller is left waiting)
+            stopped = StoreError(f"the history store {self.url} stopped writing")
+            for _sql, _params, future in batch + self._queued:
+                _settle(future, stopped)
+            self._queued = []
+            raise
+
+    async def _write_batch(self, batch: list[tuple[str, Any, asyncio.Future]]) -> None:
+        """Answer each write of ``batch``. A statement the database refuses is answered with
+        its error, and the others, rolled back with it, go again together: so one bad or
+        locked row fails alone, and no statement ever runs twice. When the outcome is unknown
+        (the connection was lost, maybe after the commit) or no connection came, every write
+        of the batch gets the error: none is written again behind its caller's back."""
+        while len(batch) > 1:
+            try:
+                results = await self._run_together([(sql, params) for sql, params, _ in batch])
+            except _Refused as refused:
+                _settle(batch[refused.index][2], refused.error)
+                del batch[refused.index]
+                continue
+            except Exception as exc:  # noqa: BLE001 - each caller gets it
+                for _sql, _params, future in batch:
+                    _settle(future, exc)
+                return
+            for (_sql, _params, future), rows in zip(batch, results, strict=True):
+                _settle(future, rows)
+            return
+        for sql, params, future in batch:  # (one alone: autocommit, one round trip)
+            try:
+                async with self._conn() as conn:
+                    _settle(future, await _rows_of(await conn.execute(sql, params)))
+            except Exception as exc:  # noqa: BLE001 - its caller's
+                _settle(future, exc)
+
+    async def _run_together(self, statements: list[tuple[str, Any]]) -> list[Any]:
+        import psycopg
+
+        cursors: list[Any] = []
+        committing = False
+        async with self._conn() as conn:
+            try:
+                async with conn.pipeline(), conn.transaction():
+                    for sql, params in statements:
+                        cursors.append(await conn.execute(sql, params))
+                    committing = True
+            except psycopg.Error as exc:
+                # Before the commit was sent, or refused by the server on a connection still
+                # good, the transaction was rolled back: the first statement with no result is
+                # the one at fault (those after it were skipped). Otherwise nobody can tell.
+                if not conn.broken and not (committing and _outcome_unknown(exc)):
+                    failed = next(
+                        (i for i, cur in enumerate(cursors) if cur.pgresult is None),
+                        len(cursors),
+                    )
+                    if failed < len(statements):
+                        raise _Refused(failed, self._error(exc, "running a query")) from None
+                raise
+            return [await _rows_of(cursor) for cursor in cursors]
 
     async def _execute(self, sql: str, params: Any = ()) -> None:
         async with self._conn() as conn:
@@ -361,9 +448,7 @@ class PostgresStore(HistoryStore):
             + guard
             + " RETURNING id"
         )
-        async with self._conn() as conn:
-            cur = await conn.execute(sql, params)
-            ids = [r[0] for r in await cur.fetchall()]
+        ids = [r[0] for r in await self._write(sql, params)]
         if not ids:
             raise UnknownConversationError(
                 f"conversation {conversation_id!r} was deleted", hint="start a new conversation"
@@ -372,7 +457,7 @@ class PostgresStore(HistoryStore):
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
         columns, values = update_columns(fields, "%s")
-        await self._execute(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
+        await self._write(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
 
     async def score_message(
         self, message_id: int, score: float, comment: str | None, owner: str | None = None
@@ -440,6 +525,34 @@ class PostgresStore(HistoryStore):
                         rows,
                     )
         return len(rows)
+
+
+class _Refused(Exception):  # noqa: N818 - not an error of its own: which write, and why
+    """The database refused the statement at ``index`` of a batch with ``error``."""
+
+    def __init__(self, index: int, error: StoreError) -> None:
+        self.index, self.error = index, error
+
+
+def _outcome_unknown(exc: Exception) -> bool:
+    """Whether, after ``exc``, a transaction may or may not have been committed: the
+    connection failed or the server is shutting it down (SQLSTATE 08xxx, 57P0x, none)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
+
+
+async def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
+    return await cursor.fetchall() if cursor.description else []
+
+
+def _settle(future: asyncio.Future, result: Any) -> None:
+    """Answer ``future`` with ``result`` (an exception is raised to its caller)."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 class _Connection:
