@@ -320,6 +320,35 @@ def test_the_gateway_records_a_conversation_that_another_gateway_continues(
         assert two.get("/readyz").json()["status"] == "ready"
 
 
+def test_a_nul_character_in_a_message_is_stored_on_either_store(store_url, project, monkeypatch):
+    """PostgreSQL's text cannot hold NUL (U+0000): a message with one is still answered and
+    stored, the NUL as U+FFFD there; SQLite keeps it as it is. Never a 503 (retrying would not
+    help)."""
+    monkeypatch.setenv("AI_ASSISTANT_STORAGE__URL", store_url)
+    kept = "\ufffd" if store_url.startswith("postgresql") else "\x00"
+    with TestClient(create_app(load_host())) as client:
+        chat = client.post(
+            "/api/chat/message",
+            json={"modelId": "echo", "messages": [{"role": "user", "content": "a\x00b"}]},
+        )
+        assert chat.status_code == 200, chat.text
+        completion = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "echo",
+                "messages": [
+                    {"role": "system", "content": "be\x00brief"},
+                    {"role": "user", "content": "c\x00d"},
+                ],
+            },
+        )
+        assert completion.status_code == 200, completion.text
+        detail = client.get(f"/api/chat/{chat.json()['conversationId']}").json()
+        assert [m["content"] for m in detail["messages"]] == [f"a{kept}b", f"echo: a{kept}b"]
+        titles = [c["title"] for c in client.get("/api/chat/conversations").json()["conversations"]]
+        assert sorted(titles) == [f"a{kept}b", f"c{kept}d"]
+
+
 # -- PostgreSQL: secrets, copy, status -------------------------------------------------------
 
 
@@ -346,7 +375,7 @@ def test_storage_copy_moves_a_sqlite_history_into_postgresql_once(project, postg
     calls = [{"id": "c1", "name": "lookup", "args": {"q": "x"}}]
     source.update_message(reply, content="hi", status="complete", tool_calls=calls)
     source.score_message(reply, 1.0, "good")
-    second, _ = source.start_exchange(None, "echo", ["other"])
+    second, _ = source.start_exchange(None, "echo", ["oth\x00er"])  # (NUL: no text in PostgreSQL)
     project.settings(f'[default.storage]\nurl = "{tmp_path / "history.db"}"\n')
 
     copied = project.run("storage", "copy", "--to", postgres_url)
@@ -369,6 +398,8 @@ def test_storage_copy_moves_a_sqlite_history_into_postgresql_once(project, postg
         assert [m["content"] for m in conv["messages"]] == ["hello", "hi", "more", ""]
         assert conv["messages"][-1]["status"] == "interrupted"  # no writer over there
         assert {c["id"] for c in target.conversations()} == {first, second}
+        nul = target.conversation(second)
+        assert (nul["title"], nul["messages"][0]["content"]) == ("oth\ufffder",) * 2
     finally:
         target.close()
 

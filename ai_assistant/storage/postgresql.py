@@ -13,6 +13,7 @@ never reused the way a backend pid in ``pg_stat_activity`` is, and needs no hear
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -112,6 +113,7 @@ class PostgresStore(HistoryStore):
             timeout_ms = int(self.busy_timeout * 1000)
 
             async def configure(conn: Any) -> None:
+                conn.adapters.register_dumper(str, _nul_free_text())
                 await conn.execute(f"SET lock_timeout = {timeout_ms}")
 
             try:  # first one connection, to fail fast and clearly, and to migrate
@@ -525,6 +527,20 @@ class PostgresStore(HistoryStore):
                         rows,
                     )
         return len(rows)
+
+
+@functools.cache
+def _nul_free_text() -> type:
+    """psycopg's dumper of ``str`` parameters, but for NUL (U+0000), which PostgreSQL's text
+    cannot hold: sent as U+FFFD, so a message with one is stored (as SQLite would) instead of
+    failing its request."""
+    from psycopg.types.string import StrDumperUnknown
+
+    class NulFreeText(StrDumperUnknown):
+        def dump(self, obj: str) -> Any:
+            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+    return NulFreeText
 
 
 class _Refused(Exception):  # noqa: N818 - not an error of its own: which write, and why
