@@ -509,6 +509,30 @@ def test_a_locked_sqlite_store_gets_503_within_the_bound_while_healthz_stays_fas
     assert [r[0] for r in rows] == ["before", "after"]
 
 
+def test_a_store_that_cannot_be_opened_gets_a_hint_for_the_command_at_hand(project, tmp_path):
+    """Each command names the file and says to set storage.url; only `chat` can do without the
+    store, so only it suggests --no-log (`serve` and `conversations` have no such option)."""
+    from test_gateway import EXE, _free_port
+
+    project.settings('[default.storage]\nurl = "/proc/no-such-folder/history.db"\n')
+    chat = project.run("chat", "-m", "echo", "hi")
+    listed = project.run("conversations", "list")
+    serve = subprocess.run(
+        [EXE, "serve", "--port", str(_free_port())],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for result, output in ((chat, chat.stderr), (listed, listed.stderr), (serve, serve.stderr)):
+        assert getattr(result, "exit_code", getattr(result, "returncode", None)) == 1, output
+        assert "cannot open the history database /proc/no-such-folder/history.db" in output
+        assert "set storage.url" in output and "Traceback" not in output
+    assert "--no-log" in chat.stderr
+    assert "--no-log" not in listed.stderr and "--no-log" not in serve.stderr
+
+
 def test_sqlite_url_forms_name_the_same_file(project):
     project.settings('[default.storage]\nurl = "sqlite:///state/h.db"\n')
     assert project.run("chat", "-m", "echo", "hi").exit_code == 0

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..chat import Chat, open_store
+from ..storage.base import StoreError
 from .answer import answer, ask_approval, notice, render_wanted
 from .context import get_host, global_options, options
 
@@ -83,7 +84,11 @@ def chat(  # noqa: PLR0913
     if no_log and (continue_ or cid):
         raise click.UsageError("--no-log cannot continue a conversation (-c/--cid need history)")
     host = get_host()
-    store = None if no_log else open_store(host)
+    try:
+        store = None if no_log else open_store(host)
+    except StoreError as exc:  # (this command alone can do without the store)
+        exc.hint = f"{exc.hint or 'fix storage.url'}, or pass --no-log to store nothing"
+        raise
     conversation = cid
     if continue_ and store is not None:
         conversation = store.latest_conversation()

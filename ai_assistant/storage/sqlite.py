@@ -115,7 +115,7 @@ class SQLiteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the history database {self.path}: {exc}",
-                hint="set storage.url to a writable file, or pass --no-log",
+                hint="set storage.url to a file you can write",
             ) from None
         self._lock = threading.RLock()  # (re-entered by the writes of a batch)
         self._batching = False
