@@ -674,15 +674,20 @@ def test_postgresql_a_locked_row_fails_its_own_write_and_the_rest_are_stored(pos
 
     import psycopg
 
+    answered: list[int] = []
+
+    async def update(store, i: int, reply_id: int) -> None:
+        try:
+            await store.update_message(reply_id, content=f"a{i}", status="complete")
+        finally:
+            answered.append(i)
+
     async def body(store):
         started = [await store.start_exchange(None, "echo", [f"q{i}"]) for i in range(8)]
         locked_id = started[3][1]
         async with await psycopg.AsyncConnection.connect(postgres_url) as other:
             await other.execute("SELECT 1 FROM messages WHERE id = %s FOR UPDATE", (locked_id,))
-            updates = [
-                store.update_message(reply_id, content=f"a{i}", status="complete")
-                for i, (_, reply_id) in enumerate(started)
-            ]
+            updates = [update(store, i, reply_id) for i, (_, reply_id) in enumerate(started)]
             results = await asyncio.gather(*updates, return_exceptions=True)
             await other.rollback()
         replies = [(await store.conversation(c))["messages"][-1] for c, _ in started]
@@ -690,6 +695,7 @@ def test_postgresql_a_locked_row_fails_its_own_write_and_the_rest_are_stored(pos
 
     results, replies = _run_on_postgres(postgres_url, body, busy_timeout=0.5)
     assert isinstance(results[3], StoreBusyError) and "retry" in results[3].hint
+    assert answered[-1] == 3  # (the others did not wait for that lock)
     assert [r is None for r in results] == [i != 3 for i in range(8)]
     assert [(r["status"], r["content"]) for i, r in enumerate(replies) if i != 3] == [
         ("complete", f"a{i}") for i in range(8) if i != 3
@@ -808,3 +814,64 @@ def test_postgresql_closing_the_store_answers_the_writes_already_queued(postgres
         )
     finally:
         store.close()
+
+
+def test_postgresql_gateways_continuing_the_same_conversations_never_deadlock(postgres_url):
+    """Two stores (two gateway processes) continue conversations A and B at the same moment, in
+    opposite orders: every batch locks rows in one order, so none waits for the other."""
+    import asyncio
+
+    done = {"content": "fine", "status": "complete"}
+
+    async def body(first):
+        second = PostgresStore(postgres_url, pool_size=4)
+        await second.open()
+        try:
+            a, _ = await first.start_exchange(None, "echo", ["A"], reply=done)
+            b, _ = await first.start_exchange(None, "echo", ["B"], reply=done)
+            failures = []
+            for n in range(20):
+                writes = [
+                    first.start_exchange(None, "echo", ["x"], reply=done),  # (the next queue)
+                    second.start_exchange(None, "echo", ["y"], reply=done),
+                    first.start_exchange(a, "echo", [f"1a{n}"], reply=done),
+                    first.start_exchange(b, "echo", [f"1b{n}"], reply=done),
+                    second.start_exchange(b, "echo", [f"2b{n}"], reply=done),
+                    second.start_exchange(a, "echo", [f"2a{n}"], reply=done),
+                ]
+                results = await asyncio.gather(*writes, return_exceptions=True)
+                failures += [r for r in results if isinstance(r, Exception)]
+            counts = [len((await first.conversation(c))["messages"]) for c in (a, b)]
+            return failures, counts
+        finally:
+            await second.close()
+
+    failures, counts = _run_on_postgres(postgres_url, body, busy_timeout=5)
+    assert failures == []
+    assert counts == [2 + 20 * 2 * 2] * 2
+
+
+def test_postgresql_connections_dropped_while_idle_fail_no_write(postgres_url):
+    """The pool's idle connections are gone (a server restart, a firewall): the writes that
+    come next find them dead before anything was sent, and go on other connections."""
+    import asyncio
+
+    import psycopg
+
+    done = {"content": "fine", "status": "complete"}
+
+    async def body(store):
+        await asyncio.gather(*(store.conversations() for _ in range(8)))  # (the pool fills)
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+                "pg_backend_pid() AND datname = current_database() AND state = 'idle'"
+            )
+        await asyncio.sleep(0.2)
+        writes = [store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(50)]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        return results, len(await store.conversations())
+
+    results, stored = _run_on_postgres(postgres_url, body)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert stored == 50

@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import (
     CONVERSATION_COLUMNS,
@@ -77,8 +77,9 @@ class PostgresStore(HistoryStore):
         self._writer_conn: Any = None
         self._writer_id: str | None = None
         self._writer_lock: asyncio.Lock | None = None
-        self._queued: list[tuple[str, Any, asyncio.Future]] = []  # the chat's writes (_write)
+        self._queued: list[_Write] = []  # the chat's writes (_write)
         self._writing: asyncio.Task | None = None
+        self._alone: set[asyncio.Future] = set()  # writes of a batch gone on alone
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -146,6 +147,8 @@ class PostgresStore(HistoryStore):
         writing = self._writing
         if writing is not None and writing.get_loop() is asyncio.get_running_loop():
             await asyncio.wait([writing])  # (the writes queued so far are answered)
+            if self._alone:
+                await asyncio.wait(list(self._alone))
         if self._writer_conn is not None:
             try:
                 async with self._conn() as conn:
@@ -194,85 +197,152 @@ class PostgresStore(HistoryStore):
 
     # -- the chat's writes, in groups ------------------------------------------------------
 
-    async def _write(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    async def _write(self, sql: str, params: Any, order: tuple[int, str, int]) -> list[Any]:
         """Run one of the chat's writes (an exchange's start, a reply's update) and return its
         rows. Writes that arrive while others are on their way wait, then go together: one
         transaction, pipelined (one round trip, one commit), so under load each costs a part
-        of one. A write alone runs alone."""
+        of one. A write alone runs alone. ``order``: its place in a batch (``_Write.order``)."""
         loop = asyncio.get_running_loop()
         writing = self._writing
         if writing is not None and not writing.done() and writing.get_loop() is not loop:
             raise StoreError(f"the history store {self.url} is writing on another event loop")
         future = loop.create_future()
-        self._queued.append((sql, params, future))
+        self._queued.append(_Write(sql, params, future, order))
         if writing is None or writing.done():
             self._writing = loop.create_task(self._write_queued())
         return await asyncio.shield(future)  # (a caller that goes away leaves its write be)
 
     async def _write_queued(self) -> None:
-        batch: list[tuple[str, Any, asyncio.Future]] = []
+        batch: list[_Write] = []
         try:
             while self._queued:
                 batch, self._queued = self._queued, []
                 await self._write_batch(batch)
         except BaseException:  # (cancelled with its loop: no caller is left waiting)
             stopped = StoreError(f"the history store {self.url} stopped writing")
-            for _sql, _params, future in batch + self._queued:
-                _settle(future, stopped)
+            for write in batch + self._queued:
+                _settle(write.future, stopped)
             self._queued = []
             raise
 
-    async def _write_batch(self, batch: list[tuple[str, Any, asyncio.Future]]) -> None:
-        """Answer each write of ``batch``. A statement the database refuses is answered with
-        its error, and the others, rolled back with it, go again together: so one bad or
-        locked row fails alone, and no statement ever runs twice. When the outcome is unknown
-        (the connection was lost, maybe after the commit) or no connection came, every write
-        of the batch gets the error: none is written again behind its caller's back."""
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        """Answer each write of ``batch``.
+
+        - A statement the database refuses for its own values is answered with that error; the
+          others, rolled back with it, go again together. One that waited for a row lock (or a
+          deadlock, or a timeout) goes on alone, with all of ``storage.busy_timeout`` to wait:
+          a batch waits for a lock ``BATCH_LOCK_TIMEOUT_MS`` at most. No statement is written
+          twice.
+        - A connection found dead before the commit was sent: nothing was written, so the batch
+          goes again on another connection.
+        - The outcome unknown (the connection lost once the commit was sent), a refusal of the
+          whole database (read-only, full): every write of the batch gets the error, and none
+          is written again behind its caller's back. No connection within ``busy_timeout``:
+          the writes queued meanwhile get that error too, so none waits twice as long.
+        """
+        batch.sort(key=lambda write: write.order)
+        dead_connections = self.pool_size + 1  # (each found dead is dropped by the pool)
         while len(batch) > 1:
             try:
-                results = await self._run_together([(sql, params) for sql, params, _ in batch])
+                results = await self._run_together(batch)
             except _Refused as refused:
-                _settle(batch[refused.index][2], refused.error)
-                del batch[refused.index]
+                write = batch.pop(refused.index)
+                if refused.contended:  # (again, alone, beside the next batches)
+                    self._detach(asyncio.ensure_future(self._write_alone(write)))
+                else:
+                    _settle(write.future, refused.error)
                 continue
-            except Exception as exc:  # noqa: BLE001 - each caller gets it
-                for _sql, _params, future in batch:
-                    _settle(future, exc)
+            except _Unsent as unsent:
+                dead_connections -= 1
+                if dead_connections > 0:
+                    continue
+                failed, error = batch, unsent.error
+            except StoreBusyError as error_:  # (no connection came)
+                failed, error = batch + self._queued, error_
+                self._queued = []
+            except Exception as error_:  # noqa: BLE001 - each caller gets it
+                failed, error = batch, error_
+            else:
+                for write, rows in zip(batch, results, strict=True):
+                    _settle(write.future, rows)
                 return
-            for (_sql, _params, future), rows in zip(batch, results, strict=True):
-                _settle(future, rows)
+            for write in failed:
+                _settle(write.future, error)
             return
-        for sql, params, future in batch:  # (one alone: autocommit, one round trip)
-            try:
-                async with self._conn() as conn:
-                    _settle(future, await _rows_of(await conn.execute(sql, params)))
-            except Exception as exc:  # noqa: BLE001 - its caller's
-                _settle(future, exc)
+        for write in batch:  # (one: alone; if it waits long, as for a lock, the writes
+            # that come next need not wait for it)
+            task = asyncio.ensure_future(self._write_alone(write))
+            done, _ = await asyncio.wait([task], timeout=BATCH_LOCK_TIMEOUT_MS / 1000)
+            if not done:
+                self._detach(task)
 
-    async def _run_together(self, statements: list[tuple[str, Any]]) -> list[Any]:
+    async def _write_alone(self, write: _Write) -> None:
+        """``write`` in a transaction of its own (autocommit: one round trip)."""
+        try:
+            async with self._conn() as conn:
+                _settle(write.future, await _rows_of(await conn.execute(write.sql, write.params)))
+        except Exception as exc:  # noqa: BLE001 - its caller's
+            _settle(write.future, exc)
+
+    def _detach(self, task: asyncio.Future) -> None:
+        """Let ``task`` (a write alone) go on beside the batches that come next; ``close``
+        waits for it."""
+        self._alone.add(task)
+        task.add_done_callback(self._alone.discard)
+
+    async def _run_together(self, batch: list[_Write]) -> list[Any]:
+        """The rows of each write of ``batch``, run in one pipelined transaction; or
+        ``_Refused`` naming the write at fault, ``_Unsent``, or the error (unknown outcome)."""
         import psycopg
+        from psycopg.pq import TransactionStatus
 
-        cursors: list[Any] = []
+        cursors: list[Any] = []  # (the SET's, then one a write)
         committing = False
+        error: Exception | None = None
         async with self._conn() as conn:
             try:
-                async with conn.pipeline(), conn.transaction():
-                    for sql, params in statements:
-                        cursors.append(await conn.execute(sql, params))
-                    committing = True
+                # BEGIN and COMMIT are statements of the pipeline: an error raised while it
+                # runs is kept (the pipeline's end then raises nothing psycopg would log)
+                async with conn.pipeline():
+                    try:
+                        await conn.execute("BEGIN")
+                        lock_wait = min(BATCH_LOCK_TIMEOUT_MS, int(self.busy_timeout * 1000))
+                        cursors.append(await conn.execute(f"SET LOCAL lock_timeout = {lock_wait}"))
+                        for write in batch:
+                            cursors.append(await conn.execute(write.sql, write.params))
+                        committing = True
+                        await conn.execute("COMMIT")
+                    except psycopg.Error as exc:
+                        error = exc
             except psycopg.Error as exc:
-                # Before the commit was sent, or refused by the server on a connection still
-                # good, the transaction was rolled back: the first statement with no result is
-                # the one at fault (those after it were skipped). Otherwise nobody can tell.
-                if not conn.broken and not (committing and _outcome_unknown(exc)):
-                    failed = next(
-                        (i for i, cur in enumerate(cursors) if cur.pgresult is None),
-                        len(cursors),
-                    )
-                    if failed < len(statements):
-                        raise _Refused(failed, self._error(exc, "running a query")) from None
+                error = error or exc
+            except Exception as exc:  # (a value the driver could not send: nothing was sent)
+                if committing:
+                    raise
+                error = exc
+            except BaseException:  # cancelled midway: this connection must not be reused
+                conn.pgconn.finish()
                 raise
-            return [await _rows_of(cursor) for cursor in cursors]
+            if error is None:
+                return [await _rows_of(cursor) for cursor in cursors[1:]]
+            if conn.broken:
+                if committing:
+                    raise error  # (unknown: the commit may have been applied)
+                raise _Unsent(self._error(error, "running a query"))
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                await conn.execute("ROLLBACK")
+            # the first statement with no result is the one at fault (those after it were
+            # skipped); an error with no SQLSTATE before the commit is the driver's, about the
+            # write it was sending
+            failed = next(
+                (i for i, cur in enumerate(cursors) if cur.pgresult is None), len(cursors)
+            )
+            state = getattr(error, "sqlstate", None) or ""
+            own = state.startswith(_OWN_FAULT) or not (state or committing)
+            contended = state.startswith(_CONTENDED)
+            if 1 <= failed <= len(batch) and (own or contended):
+                raise _Refused(failed - 1, self._error(error, "running a query"), contended)
+            raise error
 
     async def _execute(self, sql: str, params: Any = ()) -> None:
         async with self._conn() as conn:
@@ -450,7 +520,8 @@ class PostgresStore(HistoryStore):
             + guard
             + " RETURNING id"
         )
-        ids = [r[0] for r in await self._write(sql, params)]
+        order = (0, conversation_id, 0) if continuing else (2, "", 0)  # (new: no row to lock)
+        ids = [r[0] for r in await self._write(sql, params, order)]
         if not ids:
             raise UnknownConversationError(
                 f"conversation {conversation_id!r} was deleted", hint="start a new conversation"
@@ -459,7 +530,8 @@ class PostgresStore(HistoryStore):
 
     async def update_message(self, message_id: int, **fields: Any) -> None:
         columns, values = update_columns(fields, "%s")
-        await self._write(f"UPDATE messages SET {columns} WHERE id = %s", (*values, message_id))
+        sql = f"UPDATE messages SET {columns} WHERE id = %s"
+        await self._write(sql, (*values, message_id), (1, "", message_id))
 
     async def score_message(
         self, message_id: int, score: float, comment: str | None, owner: str | None = None
@@ -543,18 +615,40 @@ def _nul_free_text() -> type:
     return NulFreeText
 
 
+# how long a batch of writes waits for a row lock (the write whose row is locked then goes on
+# alone, with all of storage.busy_timeout to wait), and the writes queued behind a write alone
+# wait for it at most
+BATCH_LOCK_TIMEOUT_MS = 50
+# SQLSTATEs of a refusal of one statement of a batch: for its own values or rows (data,
+# integrity, a statement the server cannot run)...
+_OWN_FAULT = ("22", "23", "42", "54")
+# ...or for waiting on others (a lock, a deadlock, a serialization failure, a timeout)
+_CONTENDED = ("55P03", "40P01", "40001", "57014")
+
+
+class _Write(NamedTuple):
+    sql: str
+    params: Any
+    future: asyncio.Future
+    # its place in a batch: the conversations whose rows it locks first (by id), then the
+    # messages (by id), then new ones (no row of another to lock): (0, id, 0), (1, "", id),
+    # (2, "", 0); every batch locks rows in that order, so two never deadlock
+    order: tuple[int, str, int]
+
+
 class _Refused(Exception):  # noqa: N818 - not an error of its own: which write, and why
-    """The database refused the statement at ``index`` of a batch with ``error``."""
+    """The database refused the write at ``index`` of a batch with ``error`` (``contended``:
+    for waiting on others, not for its own values)."""
 
-    def __init__(self, index: int, error: StoreError) -> None:
-        self.index, self.error = index, error
+    def __init__(self, index: int, error: StoreError, contended: bool) -> None:
+        self.index, self.error, self.contended = index, error, contended
 
 
-def _outcome_unknown(exc: Exception) -> bool:
-    """Whether, after ``exc``, a transaction may or may not have been committed: the
-    connection failed or the server is shutting it down (SQLSTATE 08xxx, 57P0x, none)."""
-    state = getattr(exc, "sqlstate", None)
-    return state is None or state.startswith(("08", "57P"))
+class _Unsent(Exception):  # noqa: N818 - a batch to run again
+    """The batch's connection was found dead before its commit was sent: nothing was written."""
+
+    def __init__(self, error: StoreError) -> None:
+        self.error = error
 
 
 async def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
@@ -562,11 +656,13 @@ async def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
 
 
 def _settle(future: asyncio.Future, result: Any) -> None:
-    """Answer ``future`` with ``result`` (an exception is raised to its caller)."""
+    """Answer ``future`` with ``result`` (an exception is raised to its caller, if it is still
+    there: one gone is not reported as an error nobody retrieved)."""
     if future.done():
         return
     if isinstance(result, BaseException):
         future.set_exception(result)
+        future.exception()
     else:
         future.set_result(result)
 
