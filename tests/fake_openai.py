@@ -107,6 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(last_user, list):
             last_user = "".join(p.get("text", "") for p in last_user)
         text = f"upstream: {last_user}"
+        if model == "surrogate":  # (a broken upstream: a lone surrogate, escaped in its JSON)
+            text = "half \ud83d of an emoji"
         if model.startswith("tokens-"):
             text = " ".join(f"t{i}" for i in range(int(model.split("-", 1)[1])))
         tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]

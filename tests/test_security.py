@@ -483,3 +483,61 @@ def test_a_model_whose_build_error_quotes_its_key_never_shows_it(project):
     response = asyncio.run(ask())
     assert response.status_code == 503
     assert "could not be built" in response.text and "sk-quoted-5150" not in response.text
+
+
+# -- text that is not Unicode ---------------------------------------------------------------
+
+
+def test_a_prompt_that_is_not_utf8_is_refused_naming_the_byte_and_nothing_is_stored(project):
+    """A Latin-1 file piped in (or such an argument): Python hands the undecodable byte on as a
+    lone surrogate, which no store and no terminal can write. One clear error, before anything
+    is stored or sent."""
+    from test_gateway import EXE
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AI_")}
+    piped = subprocess.run(
+        [EXE, "chat", "-m", "echo"], input=b"caf\xe9 au lait", capture_output=True, env=env
+    )
+    argument = subprocess.run([EXE, "chat", "-m", "echo", b"caf\xe9"], capture_output=True, env=env)
+    for result in (piped, argument):
+        stderr = result.stderr.decode()
+        assert result.returncode == 1, stderr
+        assert "not UTF-8 text: byte 0xE9 at character 4" in stderr, stderr
+        assert "iconv" in stderr and "Traceback" not in stderr and "unexpected" not in stderr
+    listed = project.run("conversations", "list", "--json")
+    assert json.loads(listed.stdout) == []
+
+
+def test_a_reply_with_half_a_surrogate_pair_is_shown_served_and_stored(chat_project):
+    """A broken upstream sends half of an emoji (a lone surrogate, escaped in its JSON): the
+    reply goes on with U+FFFD in its place, on the CLI, the gateway and in the history."""
+    from starlette.testclient import TestClient
+    from test_gateway import EXE
+
+    from ai_assistant.server import create_app
+
+    # (a timeout of its own: langchain_openai shares one HTTP client per endpoint and timeout
+    # in a process, bound to the event loop that first used it; the CLI runs apart)
+    good = '{ model_name = "ok", id = "good" },'
+    models = f'{good}\n  {{ model_name = "surrogate", id = "half", timeout = 4.5 }},'
+    chat_project.base_settings = chat_project.base_settings.replace(good, models)
+    chat_project.settings()
+    shown = subprocess.run(
+        [EXE, "chat", "-m", "half", "hi"], cwd=chat_project.root, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "half \ufffd of an emoji"
+    with TestClient(create_app(load_host())) as client:
+        body = {"model": "half", "messages": [{"role": "user", "content": "x"}]}
+        whole = client.post("/v1/chat/completions", json=body)
+        assert whole.status_code == 200, whole.text
+        assert whole.json()["choices"][0]["message"]["content"] == "half \ufffd of an emoji"
+        streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
+        assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+        chat = client.post(
+            "/api/chat/message",
+            json={"modelId": "half", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert chat.status_code == 200, chat.text
+        stored = client.get(f"/api/chat/{chat.json()['conversationId']}").json()
+        assert stored["messages"][-1]["content"] == "half \ufffd of an emoji"

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .failures import PromptTooLongError
+from .failures import ChatError, PromptTooLongError
+from .text import FIX_HINT, unicode_fault
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -102,6 +103,12 @@ def _chars(message: Any) -> int:
     return size
 
 
+def _texts(turns: Sequence[Message | tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    for item in turns:
+        message = Message.of(item)
+        yield f"{message.role} message", message.content
+
+
 def assemble(
     turns: Sequence[Message | tuple[str, str]],
     history: Sequence[Message | tuple[str, str]] = (),
@@ -114,6 +121,10 @@ def assemble(
     history turns are dropped until it fits (never leaving one that starts on anything but a
     user message); ``PromptTooLongError`` when the new turns alone do not fit."""
     history = [Message.of(m) for m in history]
+    for what, text in [("system prompt", system or ""), *_texts(turns)]:
+        fault = unicode_fault(text)
+        if fault:  # (before anything is stored or sent)
+            raise ChatError(f"the {what} is {fault}", hint=FIX_HINT)
     messages = to_langchain([*history, *turns], system, prefix, suffix)
     sizes = [_chars(m) for m in messages]
     total = sum(sizes)

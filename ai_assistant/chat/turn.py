@@ -27,6 +27,7 @@ from .prompt import Message, assemble, to_langchain
 from .recording import Recorder
 from .reply import Reply
 from .settings import chat_settings, resolve_model_id
+from .text import repaired
 
 if TYPE_CHECKING:
     from ..registry import Tool
@@ -38,9 +39,11 @@ READER_GONE = "the reader went away before the reply ended"
 
 
 def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content or ())
+    """The text of a model's message or chunk, repaired (``text.repaired``)."""
+    if not isinstance(content, str):
+        parts = content or ()
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
+    return repaired(content)
 
 
 class Turn:
@@ -221,7 +224,7 @@ class Turn:
         reply = self.reply
         outcomes = await self._wait(asyncio.gather(*(self._run_call(c) for c in calls)))
         results = [
-            Message("tool", text, tool_call_id=call.get("id") or "")
+            Message("tool", repaired(text), tool_call_id=call.get("id") or "")
             for call, (text, _ok, _sources) in zip(calls, outcomes, strict=True)
         ]
         for call, result, (_text, ok, sources) in zip(calls, results, outcomes, strict=True):
