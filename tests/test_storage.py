@@ -620,7 +620,7 @@ def _run_on_postgres(url: str, body, **options):
     import asyncio
 
     async def main():
-        store = PostgresStore(url, pool_size=4, **options)
+        store = PostgresStore(url, **{"pool_size": 4, **options})
         await store.open()
         try:
             return await body(store)
@@ -816,10 +816,19 @@ def test_postgresql_closing_the_store_answers_the_writes_already_queued(postgres
         store.close()
 
 
-def test_postgresql_gateways_continuing_the_same_conversations_never_deadlock(postgres_url):
+def test_postgresql_gateways_continuing_the_same_conversations_never_deadlock(
+    postgres_url, monkeypatch
+):
     """Two stores (two gateway processes) continue conversations A and B at the same moment, in
-    opposite orders: every batch locks rows in one order, so none waits for the other."""
+    opposite orders: every batch locks rows in one order, so none is ever left waiting for a
+    lock the other holds while it waits for one of its own."""
     import asyncio
+
+    from ai_assistant.storage import postgresql
+
+    # (a batch waits 2 s for a lock here, so only a deadlock, not a slow machine, makes one
+    # of its writes go on alone)
+    monkeypatch.setattr(postgresql, "BATCH_LOCK_TIMEOUT_MS", 2000)
 
     done = {"content": "fine", "status": "complete"}
 
@@ -831,12 +840,17 @@ def test_postgresql_gateways_continuing_the_same_conversations_never_deadlock(po
             b, _ = await first.start_exchange(None, "echo", ["B"], reply=done)
             failures = []
             for n in range(20):
+                # (new conversations between the two: were a batch to lock A, then insert, then
+                # lock B, and the other B then A, each would hold what the other waits for)
                 writes = [
-                    first.start_exchange(None, "echo", ["x"], reply=done),  # (the next queue)
-                    second.start_exchange(None, "echo", ["y"], reply=done),
                     first.start_exchange(a, "echo", [f"1a{n}"], reply=done),
-                    first.start_exchange(b, "echo", [f"1b{n}"], reply=done),
                     second.start_exchange(b, "echo", [f"2b{n}"], reply=done),
+                    *[
+                        store.start_exchange(None, "echo", ["x"], reply=done)
+                        for store in (first, second)
+                        for _ in range(10)
+                    ],
+                    first.start_exchange(b, "echo", [f"1b{n}"], reply=done),
                     second.start_exchange(a, "echo", [f"2a{n}"], reply=done),
                 ]
                 results = await asyncio.gather(*writes, return_exceptions=True)
@@ -849,18 +863,30 @@ def test_postgresql_gateways_continuing_the_same_conversations_never_deadlock(po
     failures, counts = _run_on_postgres(postgres_url, body, busy_timeout=5)
     assert failures == []
     assert counts == [2 + 20 * 2 * 2] * 2
+    # each store's two writes of a round went in one transaction (after a deadlock, one of
+    # them would have gone on alone)
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        split = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT substr(content, 1, 1), substr(content, 3) "
+            "FROM messages WHERE role = 'user' AND content ~ '^[12][ab][0-9]+$' "
+            "GROUP BY 1, 2 HAVING COUNT(DISTINCT xmin::text) > 1) AS rounds"
+        ).fetchone()[0]
+    assert split == 0
 
 
 def test_postgresql_connections_dropped_while_idle_fail_no_write(postgres_url):
     """The pool's idle connections are gone (a server restart, a firewall): the writes that
-    come next find them dead before anything was sent, and go on other connections."""
+    come next, alone or together, find them dead before anything was sent, and go on other
+    connections."""
     import asyncio
 
     import psycopg
 
     done = {"content": "fine", "status": "complete"}
 
-    async def body(store):
+    async def drop_idle_connections(store) -> None:
         await asyncio.gather(*(store.conversations() for _ in range(8)))  # (the pool fills)
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
             await admin.execute(
@@ -868,10 +894,71 @@ def test_postgresql_connections_dropped_while_idle_fail_no_write(postgres_url):
                 "pg_backend_pid() AND datname = current_database() AND state = 'idle'"
             )
         await asyncio.sleep(0.2)
+
+    async def body(store):
+        await drop_idle_connections(store)
+        results = []
+        for i in range(3):  # (a quiet gateway: each write alone)
+            try:
+                results.append(await store.start_exchange(None, "echo", [f"s{i}"], reply=done))
+            except StoreError as exc:
+                results.append(exc)
+        await drop_idle_connections(store)
         writes = [store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(50)]
-        results = await asyncio.gather(*writes, return_exceptions=True)
+        results += await asyncio.gather(*writes, return_exceptions=True)
         return results, len(await store.conversations())
 
     results, stored = _run_on_postgres(postgres_url, body)
     assert [r for r in results if isinstance(r, Exception)] == []
-    assert stored == 50
+    assert stored == 53
+
+
+def test_postgresql_batches_after_a_refused_write_keep_working(postgres_url):
+    """Round after round, a batch with one refused write on the same connection: the good
+    writes of every round are stored, then and afterwards (psycopg's prepared statements must
+    not drift from the server's when a pipeline is aborted)."""
+    import asyncio
+
+    async def body(store):
+        ids = [(await store.start_exchange(None, "echo", [f"q{i}"]))[1] for i in range(4)]
+        failed = []
+        for n in range(15):
+            writes = [
+                store.update_message(ids[0], content=f"a{n}"),
+                store.update_message(ids[1], status="bogus"),
+                store.update_message(ids[2], content=f"c{n}"),
+                store.update_message(ids[3], content=f"d{n}"),
+            ]
+            results = await asyncio.gather(*writes, return_exceptions=True)
+            assert isinstance(results[1], StoreError)
+            failed += [(n, r) for i, r in enumerate(results) if i != 1 and r is not None]
+        for n in range(5):
+            writes = [store.update_message(i, content=f"z{n}") for i in ids]
+            failed += [(n, r) for r in await asyncio.gather(*writes, return_exceptions=True) if r]
+        return failed
+
+    assert _run_on_postgres(postgres_url, body, pool_size=1) == []
+
+
+def test_a_python_api_chat_on_postgresql_stores_every_turn_in_order(postgres_url, project):
+    """`Chat` turns follow each other faster than their deferred writes land: each turn's
+    writes wait for the previous turn's, so a conversation's second turn never arrives before
+    the conversation exists."""
+    from ai_assistant.chat import Chat
+
+    host = load_host()
+    store = open_history(postgres_url)
+    try:
+        ids = []
+        for n in range(10):
+            chat = Chat(host, "echo", store=store)
+            for turn in range(3):
+                assert chat.send(f"c{n} t{turn}").status == "complete"
+            ids.append(chat.conversation_id)
+        for n, conversation_id in enumerate(ids):
+            stored = store.conversation(conversation_id)["messages"]
+            assert [m["content"] for m in stored] == [
+                text for t in range(3) for text in (f"c{n} t{t}", f"echo: c{n} t{t}")
+            ]
+    finally:
+        store.close()

@@ -22,6 +22,7 @@ from ..storage import SQLiteStore, SyncStore
 from .events import Error, Event, Token, ToolCall
 from .failures import ChatError
 from .prompt import Message, assemble
+from .recording import Recorder
 from .reply import Reply
 from .settings import chat_settings, resolve_model_id
 from .turn import READER_GONE, USER_INTERRUPT, Turn
@@ -184,6 +185,7 @@ class Chat:
         self.model_id = resolve_model_id(host, model_id)
         self.system = system if system is not None else stored_system or self.settings["system"]
         self.last_reply: Reply | None = None
+        self._recorder: Recorder | None = None  # the last turn's (its writes may be pending)
 
     def switch_model(self, model_id: str) -> None:
         self.host.registry.get(model_id)
@@ -254,6 +256,8 @@ class Chat:
             tools=self.offered_tools(),
             knowledge=self.knowledge,
         )
+        turn.recorder.follow(self._recorder)
+        self._recorder = turn.recorder
         reply = self.last_reply = turn.reply
         try:
             # (yield from: a KeyboardInterrupt thrown in at a yield reaches the driver)

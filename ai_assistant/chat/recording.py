@@ -71,6 +71,13 @@ class Recorder:
         self._whole = whole and self._through is None
         self._pending: tuple[str, list[Any], bool, Reply, str] | None = None
 
+    def follow(self, previous: Recorder | None) -> None:
+        """Make this exchange's deferred writes wait for those of ``previous`` (the turn
+        before, in the same conversation): a second turn's start never overtakes the first's,
+        which may be what creates the conversation."""
+        if previous is not None and self._last is None:
+            self._last = previous._last
+
     def _then(self, write: Any, after_start: bool = True) -> asyncio.Future:
         """Defer ``write(reply message id)`` (a coroutine function) until the previous write has
         ended; skipped when the start of its reply failed (there is no reply to update)."""

@@ -62,6 +62,10 @@ _LIVE_KEYS = (
 )
 
 
+class NoConnectionError(StoreBusyError):
+    """No pooled connection came within ``storage.busy_timeout``."""
+
+
 class PostgresStore(HistoryStore):
     """The history store in PostgreSQL (``postgresql://user:password@host/db``)."""
 
@@ -91,7 +95,8 @@ class PostgresStore(HistoryStore):
 
         why = format_store_error(self._conninfo, exc)
         if isinstance(exc, (PoolTimeout, errors.LockNotAvailable, errors.QueryCanceled)):
-            return StoreBusyError(
+            kind = NoConnectionError if isinstance(exc, PoolTimeout) else StoreBusyError
+            return kind(
                 f"the history store {self.url} stayed busy for {self.busy_timeout:g} s "
                 f"(storage.busy_timeout) while {doing}: {why}",
                 hint="retry in a moment",
@@ -257,7 +262,7 @@ class PostgresStore(HistoryStore):
                 if dead_connections > 0:
                     continue
                 failed, error = batch, unsent.error
-            except StoreBusyError as error_:  # (no connection came)
+            except NoConnectionError as error_:
                 failed, error = batch + self._queued, error_
                 self._queued = []
             except Exception as error_:  # noqa: BLE001 - each caller gets it
@@ -305,13 +310,17 @@ class PostgresStore(HistoryStore):
                 # runs is kept (the pipeline's end then raises nothing psycopg would log)
                 async with conn.pipeline():
                     try:
-                        await conn.execute("BEGIN")
+                        # (nothing prepared: an aborted pipeline would leave psycopg's list
+                        # of prepared statements out of step with the server's)
+                        await conn.execute("BEGIN", prepare=False)
                         lock_wait = min(BATCH_LOCK_TIMEOUT_MS, int(self.busy_timeout * 1000))
-                        cursors.append(await conn.execute(f"SET LOCAL lock_timeout = {lock_wait}"))
+                        set_lock = f"SET LOCAL lock_timeout = {lock_wait}"
+                        cursors.append(await conn.execute(set_lock, prepare=False))
                         for write in batch:
-                            cursors.append(await conn.execute(write.sql, write.params))
+                            cursor = await conn.execute(write.sql, write.params, prepare=False)
+                            cursors.append(cursor)
                         committing = True
-                        await conn.execute("COMMIT")
+                        await conn.execute("COMMIT", prepare=False)
                     except psycopg.Error as exc:
                         error = exc
             except psycopg.Error as exc:
@@ -520,7 +529,9 @@ class PostgresStore(HistoryStore):
             + guard
             + " RETURNING id"
         )
-        order = (0, conversation_id, 0) if continuing else (2, "", 0)  # (new: no row to lock)
+        # (a new conversation first: it locks no row of another, and a continuing exchange in
+        # the same batch may be its next turn)
+        order = (0, conversation_id, 0) if continuing else (-1, "", 0)
         ids = [r[0] for r in await self._write(sql, params, order)]
         if not ids:
             raise UnknownConversationError(
@@ -630,9 +641,9 @@ class _Write(NamedTuple):
     sql: str
     params: Any
     future: asyncio.Future
-    # its place in a batch: the conversations whose rows it locks first (by id), then the
-    # messages (by id), then new ones (no row of another to lock): (0, id, 0), (1, "", id),
-    # (2, "", 0); every batch locks rows in that order, so two never deadlock
+    # its place in a batch: new conversations first (they lock no row of another), then the
+    # conversations whose rows it locks (by id), then the messages (by id): (-1, "", 0),
+    # (0, id, 0), (1, "", id); every batch locks rows in that order, so two never deadlock
     order: tuple[int, str, int]
 
 
@@ -667,6 +678,19 @@ def _settle(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
+def _ended_while_idle(conn: Any) -> bool:
+    """Whether the server ended ``conn`` while it sat in the pool (a restart, a terminated
+    session): an idle connection has nothing to read unless the server said goodbye or closed
+    it. One poll that does not wait, no round trip; without it, the first query on each such
+    connection would fail its request."""
+    import select
+
+    try:
+        return bool(select.select([conn.pgconn.socket], [], [], 0)[0])
+    except Exception:  # noqa: BLE001 - no socket left: ended too
+        return True
+
+
 class _Connection:
     """``async with store._conn() as conn``: a pooled connection (the pool opened on first
     use); psycopg's and the pool's errors become ``StoreError``s that name the store."""
@@ -677,11 +701,17 @@ class _Connection:
 
     async def __aenter__(self) -> Any:
         await self.store.open()
-        self._cm = self.store._pool.connection()
-        try:
-            return await self._cm.__aenter__()
-        except Exception as exc:
-            raise self.store._error(exc, "waiting for a connection") from None
+        for _ in range(self.store.pool_size + 1):
+            self._cm = self.store._pool.connection()
+            try:
+                conn = await self._cm.__aenter__()
+            except Exception as exc:
+                raise self.store._error(exc, "waiting for a connection") from None
+            if not _ended_while_idle(conn):
+                break
+            await conn.close()  # (and the pool drops it, and opens another)
+            await self._cm.__aexit__(None, None, None)
+        return conn
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
         import psycopg
