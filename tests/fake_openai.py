@@ -108,10 +108,12 @@ class _Handler(BaseHTTPRequestHandler):
             last_user = "".join(p.get("text", "") for p in last_user)
         text = f"upstream: {last_user}"
         if model == "surrogate":  # (a broken upstream: a lone surrogate, escaped in its JSON)
-            text = "half \ud83d of an emoji"
+            text = "half \ud83d of an emoji, a whole one: \ud83d\ude00"
         if model.startswith("tokens-"):
             text = " ".join(f"t{i}" for i in range(int(model.split("-", 1)[1])))
         tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+        if model == "surrogate":  # (streamed, the whole one is cut in two, as UTF-16 units)
+            tokens[-1:] = [tokens[-1][:-1], tokens[-1][-1:]]
         usage = {
             "prompt_tokens": 7,
             "completion_tokens": len(tokens),

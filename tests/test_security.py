@@ -525,19 +525,24 @@ def test_a_reply_with_half_a_surrogate_pair_is_shown_served_and_stored(chat_proj
     shown = subprocess.run(
         [EXE, "chat", "-m", "half", "hi"], cwd=chat_project.root, capture_output=True, text=True
     )
+    expected = "half \ufffd of an emoji, a whole one: \U0001f600"
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip() == "half \ufffd of an emoji"
+    assert shown.stdout.strip() == expected
     with TestClient(create_app(load_host())) as client:
         body = {"model": "half", "messages": [{"role": "user", "content": "x"}]}
         whole = client.post("/v1/chat/completions", json=body)
         assert whole.status_code == 200, whole.text
-        assert whole.json()["choices"][0]["message"]["content"] == "half \ufffd of an emoji"
+        assert whole.json()["choices"][0]["message"]["content"] == expected
         streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
         assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+        lines = streamed.text.splitlines()
+        events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+        deltas = [e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]]
+        assert "".join(deltas) == expected
         chat = client.post(
             "/api/chat/message",
             json={"modelId": "half", "messages": [{"role": "user", "content": "x"}]},
         )
         assert chat.status_code == 200, chat.text
         stored = client.get(f"/api/chat/{chat.json()['conversationId']}").json()
-        assert stored["messages"][-1]["content"] == "half \ufffd of an emoji"
+        assert stored["messages"][-1]["content"] == expected

@@ -39,11 +39,10 @@ READER_GONE = "the reader went away before the reply ended"
 
 
 def _text_of(content: Any) -> str:
-    """The text of a model's message or chunk, repaired (``text.repaired``)."""
-    if not isinstance(content, str):
-        parts = content or ()
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
-    return repaired(content)
+    """The text of a model's message or chunk, as it came."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content or ())
 
 
 class Turn:
@@ -336,17 +335,22 @@ class Turn:
             return
         inner = chat_model.astream(messages, **kwargs)
         tool_chunks = None  # only the chunks that carry tool calls are added up: cheap
+        held = ""  # a chunk's last character, when it is the first half of a surrogate pair
         try:
             while True:
                 try:
                     chunk = await self._wait(anext(inner))
                 except StopAsyncIteration:
                     break
-                text = self._take(chunk)
+                raw = held + _text_of(chunk.content)
+                held = raw[-1] if raw and "\ud800" <= raw[-1] <= "\udbff" else ""
+                text = self._take(chunk, raw[: len(raw) - len(held)])
                 if text:
                     yield Token(text)
                 if getattr(chunk, "tool_call_chunks", None):
                     tool_chunks = chunk if tool_chunks is None else tool_chunks + chunk
+            if held:  # (its other half never came)
+                yield Token(self._take(None, held))
         finally:
             await inner.aclose()  # a reader that stops early cancels the upstream request
         if tool_chunks is not None:
@@ -405,14 +409,16 @@ class Turn:
                 continue
             yield index, chat_model
 
-    def _take(self, chunk: Any) -> str:
-        """Account for one streamed chunk (or a whole message); its text (may be empty)."""
+    def _take(self, chunk: Any, text: str | None = None) -> str:
+        """Account for one streamed chunk (or a whole message); its text (may be empty),
+        repaired (``text.repaired``). ``text``: what of the chunk's text to take now, if not
+        all of it."""
         reply = self.reply
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
             reply.input_tokens = (reply.input_tokens or 0) + usage.get("input_tokens", 0)
             reply.output_tokens = (reply.output_tokens or 0) + usage.get("output_tokens", 0)
-        text = _text_of(chunk.content)
+        text = repaired(_text_of(chunk.content) if text is None else text)
         if text:
             if reply.first_token_ms is None:
                 reply.first_token_ms = _ms_since(self.started)

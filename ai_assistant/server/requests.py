@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..chat.prompt import Message
+from ..chat.text import unicode_fault
 from ..errors import did_you_mean
 from .errors import ApiError
 
@@ -59,7 +60,6 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
 
 # JSON text escapes such as \ud800 decode to lone surrogates, which cannot be stored or sent on
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -78,7 +78,7 @@ def _refuse_lone_surrogates(data: Any) -> None:
     while pending:
         where, value = pending.pop()
         if isinstance(value, str):
-            if _SURROGATE.search(value):
+            if unicode_fault(value):
                 raise ApiError(
                     400,
                     f"{where or 'request body'} holds an unpaired UTF-16 surrogate escape",
@@ -87,7 +87,7 @@ def _refuse_lone_surrogates(data: Any) -> None:
         elif isinstance(value, dict):
             for key, item in value.items():
                 path = f"{where}.{key}" if where else str(key)
-                if _SURROGATE.search(key):
+                if unicode_fault(key):
                     raise ApiError(400, "a field name holds an unpaired UTF-16 surrogate escape")
                 pending.append((path, item))
         elif isinstance(value, list):

@@ -149,11 +149,12 @@ class PostgresStore(HistoryStore):
 
     async def close(self) -> None:
         await self.flush()
-        writing = self._writing
-        if writing is not None and writing.get_loop() is asyncio.get_running_loop():
-            await asyncio.wait([writing])  # (the writes queued so far are answered)
-            if self._alone:
-                await asyncio.wait(list(self._alone))
+        loop = asyncio.get_running_loop()
+        while True:  # (the writes queued so far are answered, those gone alone too)
+            busy = [t for t in (self._writing, *self._alone) if t is not None and not t.done()]
+            if not busy or any(t.get_loop() is not loop for t in busy):
+                break
+            await asyncio.wait(busy)
         if self._writer_conn is not None:
             try:
                 async with self._conn() as conn:
@@ -277,9 +278,11 @@ class PostgresStore(HistoryStore):
         for write in batch:  # (one: alone; if it waits long, as for a lock, the writes
             # that come next need not wait for it)
             task = asyncio.ensure_future(self._write_alone(write))
-            done, _ = await asyncio.wait([task], timeout=BATCH_LOCK_TIMEOUT_MS / 1000)
-            if not done:
-                self._detach(task)
+            try:
+                await asyncio.wait([task], timeout=BATCH_LOCK_TIMEOUT_MS / 1000)
+            finally:
+                if not task.done():
+                    self._detach(task)
 
     async def _write_alone(self, write: _Write) -> None:
         """``write`` in a transaction of its own (autocommit: one round trip)."""
@@ -335,8 +338,13 @@ class PostgresStore(HistoryStore):
             if error is None:
                 return [await _rows_of(cursor) for cursor in cursors[1:]]
             if conn.broken:
-                if committing:
-                    raise error  # (unknown: the commit may have been applied)
+                if committing:  # (the commit may have been applied: nobody can tell)
+                    why = format_store_error(self._conninfo, error)
+                    raise StoreError(
+                        f"the history store {self.url} lost its connection as it committed: "
+                        f"the write may or may not be stored ({why})",
+                        hint="look at the conversation before sending it again",
+                    )
                 raise _Unsent(self._error(error, "running a query"))
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 await conn.execute("ROLLBACK")
