@@ -272,6 +272,19 @@ class HistoryStore:
         return self
 
 
+def answer(future: asyncio.Future, ok: bool, value: Any) -> None:
+    """Give a queued write's ``future`` its outcome, unless it has one: ``value`` as its result
+    (``ok``) or its exception, which its caller gets if it is still there (one that went away
+    is not reported as an error nobody retrieved)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+        future.exception()
+
+
 def format_store_error(url: str, exc: BaseException) -> str:
     """One line about ``exc`` that never carries the URL's password."""
     text = f"{type(exc).__name__}: {exc}".strip()

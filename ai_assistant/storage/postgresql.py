@@ -33,6 +33,7 @@ from .base import (
     StoreError,
     UnknownConversationError,
     UnknownMessageError,
+    answer,
     exchange_messages,
     format_store_error,
     mask_url,
@@ -227,7 +228,7 @@ class PostgresStore(HistoryStore):
         except BaseException:  # (cancelled with its loop: no caller is left waiting)
             stopped = StoreError(f"the history store {self.url} stopped writing")
             for write in batch + self._queued:
-                _settle(write.future, stopped)
+                answer(write.future, False, stopped)
             self._queued = []
             raise
 
@@ -256,7 +257,7 @@ class PostgresStore(HistoryStore):
                 if refused.contended:  # (again, alone, beside the next batches)
                     self._detach(asyncio.ensure_future(self._write_alone(write)))
                 else:
-                    _settle(write.future, refused.error)
+                    answer(write.future, False, refused.error)
                 continue
             except _Unsent as unsent:
                 dead_connections -= 1
@@ -270,10 +271,10 @@ class PostgresStore(HistoryStore):
                 failed, error = batch, error_
             else:
                 for write, rows in zip(batch, results, strict=True):
-                    _settle(write.future, rows)
+                    answer(write.future, True, rows)
                 return
             for write in failed:
-                _settle(write.future, error)
+                answer(write.future, False, error)
             return
         for write in batch:  # (one: alone; if it waits long, as for a lock, the writes
             # that come next need not wait for it)
@@ -288,9 +289,10 @@ class PostgresStore(HistoryStore):
         """``write`` in a transaction of its own (autocommit: one round trip)."""
         try:
             async with self._conn() as conn:
-                _settle(write.future, await _rows_of(await conn.execute(write.sql, write.params)))
+                rows = await _rows_of(await conn.execute(write.sql, write.params))
+                answer(write.future, True, rows)
         except Exception as exc:  # noqa: BLE001 - its caller's
-            _settle(write.future, exc)
+            answer(write.future, False, exc)
 
     def _detach(self, task: asyncio.Future) -> None:
         """Let ``task`` (a write alone) go on beside the batches that come next; ``close``
@@ -672,18 +674,6 @@ class _Unsent(Exception):  # noqa: N818 - a batch to run again
 
 async def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
     return await cursor.fetchall() if cursor.description else []
-
-
-def _settle(future: asyncio.Future, result: Any) -> None:
-    """Answer ``future`` with ``result`` (an exception is raised to its caller, if it is still
-    there: one gone is not reported as an error nobody retrieved)."""
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-        future.exception()
-    else:
-        future.set_result(result)
 
 
 def _ended_while_idle(conn: Any) -> bool:

@@ -52,6 +52,7 @@ from .base import (
     StoreError,
     UnknownConversationError,
     UnknownMessageError,
+    answer,
     create_private_file,
     enable_wal,
     exchange_messages,
@@ -704,12 +705,7 @@ def _retrieved(future: asyncio.Future) -> None:
 
 def _resolve_all(settled: list[tuple[asyncio.Future, bool, Any]]) -> None:
     for future, ok, value in settled:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        answer(future, ok, value)
 
 
 class AsyncSQLiteStore(HistoryStore):
