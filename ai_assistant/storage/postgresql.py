@@ -304,7 +304,6 @@ class PostgresStore(HistoryStore):
         """The rows of each write of ``batch``, run in one pipelined transaction; or
         ``_Refused`` naming the write at fault, ``_Unsent``, or the error (unknown outcome)."""
         import psycopg
-        from psycopg.pq import TransactionStatus
 
         cursors: list[Any] = []  # (the SET's, then one a write)
         committing = False
@@ -315,15 +314,12 @@ class PostgresStore(HistoryStore):
                 # runs is kept (the pipeline's end then raises nothing psycopg would log)
                 async with conn.pipeline():
                     try:
-                        # (nothing prepared: an aborted pipeline would leave psycopg's list
-                        # of prepared statements out of step with the server's)
                         await conn.execute("BEGIN", prepare=False)
                         lock_wait = min(BATCH_LOCK_TIMEOUT_MS, int(self.busy_timeout * 1000))
                         set_lock = f"SET LOCAL lock_timeout = {lock_wait}"
                         cursors.append(await conn.execute(set_lock, prepare=False))
-                        for write in batch:
-                            cursor = await conn.execute(write.sql, write.params, prepare=False)
-                            cursors.append(cursor)
+                        for write in batch:  # (prepared once used often: psycopg's default)
+                            cursors.append(await conn.execute(write.sql, write.params))
                         committing = True
                         await conn.execute("COMMIT", prepare=False)
                     except psycopg.Error as exc:
@@ -348,8 +344,9 @@ class PostgresStore(HistoryStore):
                         hint="look at the conversation before sending it again",
                     )
                 raise _Unsent(self._error(error, "running a query"))
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                await conn.execute("ROLLBACK")
+            # an aborted pipeline can leave psycopg's prepared statements out of step with the
+            # server's: this connection is not used again (closed, the transaction with it)
+            await conn.close()
             # the first statement with no result is the one at fault (those after it were
             # skipped); an error with no SQLSTATE before the commit is the driver's, about the
             # write it was sending
