@@ -104,6 +104,16 @@ class PostgresStore(HistoryStore):
             )
         return StoreError(f"the history store {self.url} failed while {doing}: {why}")
 
+    def _unconfirmed(self, exc: BaseException) -> StoreError:
+        """The error of a write whose commit nobody can confirm or deny (``exc`` came after it
+        was sent, or is one nobody expected): it may or may not be stored."""
+        why = format_store_error(self._conninfo, exc)
+        return StoreError(
+            f"the history store {self.url} could not confirm a commit: the write may or may "
+            f"not be stored ({why})",
+            hint="look at the conversation before sending it again",
+        )
+
     # -- connections -----------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -267,8 +277,10 @@ class PostgresStore(HistoryStore):
             except NoConnectionError as error_:
                 failed, error = batch + self._queued, error_
                 self._queued = []
-            except Exception as error_:  # noqa: BLE001 - each caller gets it
+            except StoreError as error_:  # (named and explained already)
                 failed, error = batch, error_
+            except Exception as error_:  # noqa: BLE001 - each caller gets it, explained
+                failed, error = batch, self._unconfirmed(error_)
             else:
                 for write, rows in zip(batch, results, strict=True):
                     answer(write.future, True, rows)
@@ -291,8 +303,10 @@ class PostgresStore(HistoryStore):
             async with self._conn() as conn:
                 rows = await _rows_of(await conn.execute(write.sql, write.params))
                 answer(write.future, True, rows)
-        except Exception as exc:  # noqa: BLE001 - its caller's
+        except StoreError as exc:
             answer(write.future, False, exc)
+        except Exception as exc:  # noqa: BLE001 - its caller's, explained
+            answer(write.future, False, self._unconfirmed(exc))
 
     def _detach(self, task: asyncio.Future) -> None:
         """Let ``task`` (a write alone) go on beside the batches that come next; ``close``
@@ -335,14 +349,13 @@ class PostgresStore(HistoryStore):
                 raise
             if error is None:
                 return [await _rows_of(cursor) for cursor in cursors[1:]]
+            state = getattr(error, "sqlstate", None) or ""
+            if committing and (conn.broken or not state):
+                # the commit was sent and no answer from the server came back (a refusal has
+                # a SQLSTATE): it may have been applied, and nobody can tell
+                await conn.close()
+                raise self._unconfirmed(error)
             if conn.broken:
-                if committing:  # (the commit may have been applied: nobody can tell)
-                    why = format_store_error(self._conninfo, error)
-                    raise StoreError(
-                        f"the history store {self.url} lost its connection as it committed: "
-                        f"the write may or may not be stored ({why})",
-                        hint="look at the conversation before sending it again",
-                    )
                 raise _Unsent(self._error(error, "running a query"))
             # an aborted pipeline can leave psycopg's prepared statements out of step with the
             # server's: this connection is not used again (closed, the transaction with it)
@@ -353,7 +366,6 @@ class PostgresStore(HistoryStore):
             failed = next(
                 (i for i, cur in enumerate(cursors) if cur.pgresult is None), len(cursors)
             )
-            state = getattr(error, "sqlstate", None) or ""
             own = state.startswith(_OWN_FAULT) or not (state or committing)
             contended = state.startswith(_CONTENDED)
             if 1 <= failed <= len(batch) and (own or contended):
