@@ -369,6 +369,20 @@ def test_the_password_in_a_postgresql_url_is_masked_in_errors_and_status(postgre
     )
 
 
+@pytest.mark.parametrize("password", ["ab#Zq9secretPW", "ab@Zq9secretPW", "ab?Zq9secret/PW"])
+def test_a_password_with_raw_url_characters_is_masked_too(project, password):
+    """libpq takes a password written raw in the URL, `#`, `?`, `/` or `@` in it included:
+    neither the store's name in messages nor its errors show any of it."""
+    url = f"postgresql://bob:{password}@127.0.0.1:9/history"
+    assert mask_url(url) == "postgresql://bob:********@127.0.0.1:9/history"
+    assert password not in repr(PostgresStore(url))
+    project.settings(f'[default.storage]\nurl = "{url}"\nbusy_timeout = 1\n')
+    result = project.run("storage", "status")
+    assert result.exit_code == 1
+    for piece in ("Zq9secret", password):
+        assert piece not in result.output and piece not in result.stderr, result.stderr
+
+
 def test_storage_copy_moves_a_sqlite_history_into_postgresql_once(project, postgres_url, tmp_path):
     source = SQLiteStore(tmp_path / "history.db")
     first, reply = source.start_exchange(None, "echo", ["hello"], owner="alice", system="sys")
@@ -962,3 +976,47 @@ def test_a_python_api_chat_on_postgresql_stores_every_turn_in_order(postgres_url
             ]
     finally:
         store.close()
+
+
+def test_postgresql_a_server_that_stops_answering_holds_no_write_forever(postgres_url, monkeypatch):
+    """The server's processes for this store freeze (a host that hangs, a network gone silent):
+    every write waiting, and every one queued behind them, gets a store error within
+    busy_timeout and the grace; once the server answers again, the store writes again."""
+    import asyncio
+
+    import psycopg
+
+    from ai_assistant.storage import postgresql
+
+    monkeypatch.setattr(postgresql, "ANSWER_GRACE", 1.0)
+    done = {"content": "fine", "status": "complete"}
+
+    def backends() -> list[int]:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [pid for (pid,) in rows]
+
+    async def body(store):
+        await asyncio.gather(*(store.conversations() for _ in range(4)))  # (the pool fills)
+        frozen = backends()
+        try:
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        except PermissionError:
+            pytest.skip("the server's processes are not this user's to signal")
+        try:
+            writes = [store.start_exchange(None, "echo", [f"q{i}"], reply=done) for i in range(6)]
+            results = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 30)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        after = await store.start_exchange(None, "echo", ["after"], reply=done)
+        return results, after
+
+    results, after = _run_on_postgres(postgres_url, body, pool_size=2, busy_timeout=0.5)
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert all("no answer from the server" in str(r) for r in results)
+    assert after[0]

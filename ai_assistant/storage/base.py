@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import AiAssistantError
 from ..masking import MASK, redact
@@ -104,19 +103,50 @@ def sqlite_path(url: str) -> str:
     return url
 
 
+def _credentials(url: str) -> tuple[str, str, str] | None:
+    """``(scheme://, user, password)`` of a PostgreSQL URL whose netloc has credentials, read
+    the way a person writes them: up to the last ``@``, so a password written raw (libpq
+    takes one) may hold ``#``, ``?``, ``/`` or ``@``."""
+    scheme, sep, rest = url.partition("://")
+    if not (sep and is_postgresql(url)) or "@" not in rest:
+        return None
+    user, _colon, password = rest.rpartition("@")[0].partition(":")
+    return scheme + sep, user, password
+
+
 def mask_url(url: str) -> str:
     """``url`` fit to show: its password, in the netloc or the query, masked (any scheme: the
     one masking every output uses)."""
-    return redact(str(url))
+    url = str(url)
+    found = _credentials(url)
+    if found:
+        scheme, user, password = found
+        shown = f"{user}:{MASK}" if password and user else MASK if password else user
+        url = f"{scheme}{shown}@{url.rpartition('@')[2]}"
+    return redact(url)
 
 
 def url_password(url: str) -> str | None:
     """The password in a PostgreSQL URL, for redaction wherever the URL may be quoted."""
     if not is_postgresql(url):
         return None
-    parts = urlsplit(url)
-    found = re.search(r"(?i)(?:^|&)password=([^&]*)", parts.query)
-    return parts.password or (found.group(1) if found else None) or None
+    found = re.search(r"(?i)[?&]password=([^&#]*)", url)
+    credentials = _credentials(url)
+    return (credentials[2] if credentials else None) or (found.group(1) if found else None)
+
+
+def url_secrets(url: str) -> list[str]:
+    """What of a PostgreSQL URL's password may turn up in a message, longest first: the
+    password, percent-decoded too, and each part of it between raw URL characters (libpq,
+    reading ``a@b`` in a password as the end of the credentials, quotes the rest as a host)."""
+    from urllib.parse import unquote
+
+    password = url_password(url)
+    if not password:
+        return []
+    found = {password, unquote(password)}
+    found.update(p for p in re.split(r"[@/?#:]", password) if len(p) >= 4)
+    return sorted(found, key=len, reverse=True)
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:
@@ -288,10 +318,9 @@ def answer(future: asyncio.Future, ok: bool, value: Any) -> None:
 def format_store_error(url: str, exc: BaseException) -> str:
     """One line about ``exc`` that never carries the URL's password."""
     text = f"{type(exc).__name__}: {exc}".strip()
-    password = url_password(url)
-    if password:
-        text = text.replace(password, MASK)
-    return text
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return redact(text)
 
 
 # -- what both dialects share ------------------------------------------------------------------

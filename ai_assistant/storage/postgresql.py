@@ -104,6 +104,21 @@ class PostgresStore(HistoryStore):
             )
         return StoreError(f"the history store {self.url} failed while {doing}: {why}")
 
+    def _answer_within(self) -> float:
+        """Seconds a write may wait for the server's answer: its locks' ``busy_timeout`` and
+        ``ANSWER_GRACE``; past that the server is taken to have stopped answering (a frozen
+        host, a network gone silent), and the writes queued behind it must not wait on."""
+        return self.busy_timeout + ANSWER_GRACE
+
+    def _unanswered(self, sent_commit: bool) -> StoreError:
+        why = TimeoutError(f"no answer from the server within {self._answer_within():g} s")
+        if sent_commit:
+            return self._unconfirmed(why)
+        return StoreBusyError(
+            f"the history store {self.url} did not answer: {why}; nothing was stored",
+            hint="retry in a moment; if it goes on, check the server",
+        )
+
     def _unconfirmed(self, exc: BaseException) -> StoreError:
         """The error of a write whose commit nobody can confirm or deny (``exc`` came after it
         was sent, or is one nobody expected): it may or may not be stored."""
@@ -299,14 +314,25 @@ class PostgresStore(HistoryStore):
 
     async def _write_alone(self, write: _Write) -> None:
         """``write`` in a transaction of its own (autocommit: one round trip)."""
+        import psycopg
+
         try:
             async with self._conn() as conn:
-                rows = await _rows_of(await conn.execute(write.sql, write.params))
+                try:
+                    async with asyncio.timeout(self._answer_within()):
+                        rows = await _rows_of(await conn.execute(write.sql, write.params))
+                except TimeoutError:  # (sent: whether it was applied, nobody can tell)
+                    conn.pgconn.finish()
+                    raise self._unanswered(True) from None
+                except psycopg.Error as exc:
+                    if conn.broken:  # (sent, and the connection went: nobody can tell)
+                        raise self._unconfirmed(exc) from None
+                    raise  # (the server's refusal, or the driver's before sending)
                 answer(write.future, True, rows)
         except StoreError as exc:
             answer(write.future, False, exc)
-        except Exception as exc:  # noqa: BLE001 - its caller's, explained
-            answer(write.future, False, self._unconfirmed(exc))
+        except Exception as exc:  # noqa: BLE001 - a value the driver could not send
+            answer(write.future, False, self._error(exc, "running a query"))
 
     def _detach(self, task: asyncio.Future) -> None:
         """Let ``task`` (a write alone) go on beside the batches that come next; ``close``
@@ -326,7 +352,7 @@ class PostgresStore(HistoryStore):
             try:
                 # BEGIN and COMMIT are statements of the pipeline: an error raised while it
                 # runs is kept (the pipeline's end then raises nothing psycopg would log)
-                async with conn.pipeline():
+                async with asyncio.timeout(self._answer_within()), conn.pipeline():
                     try:
                         await conn.execute("BEGIN", prepare=False)
                         lock_wait = min(BATCH_LOCK_TIMEOUT_MS, int(self.busy_timeout * 1000))
@@ -338,6 +364,9 @@ class PostgresStore(HistoryStore):
                         await conn.execute("COMMIT", prepare=False)
                     except psycopg.Error as exc:
                         error = exc
+            except TimeoutError:  # (the server stopped answering: this connection is done)
+                conn.pgconn.finish()
+                raise self._unanswered(committing) from None
             except psycopg.Error as exc:
                 error = error or exc
             except Exception as exc:  # (a value the driver could not send: nothing was sent)
@@ -649,6 +678,9 @@ def _nul_free_text() -> type:
 # alone, with all of storage.busy_timeout to wait), and the writes queued behind a write alone
 # wait for it at most
 BATCH_LOCK_TIMEOUT_MS = 50
+# seconds past storage.busy_timeout a write waits for the server's answer before it takes the
+# server for gone (and closes that connection)
+ANSWER_GRACE = 10.0
 # SQLSTATEs of a refusal of one statement of a batch: for its own values or rows (data,
 # integrity, a statement the server cannot run)...
 _OWN_FAULT = ("22", "23", "42", "54")
@@ -693,7 +725,9 @@ def _ended_while_idle(conn: Any) -> bool:
     import select
 
     try:
-        return bool(select.select([conn.pgconn.socket], [], [], 0)[0])
+        poll = select.poll()  # (not select.select: it fails on descriptors over 1023)
+        poll.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poll.poll(0))
     except Exception:  # noqa: BLE001 - no socket left: ended too
         return True
 
@@ -709,16 +743,21 @@ class _Connection:
     async def __aenter__(self) -> Any:
         await self.store.open()
         for _ in range(self.store.pool_size + 1):
-            self._cm = self.store._pool.connection()
+            pooled = self.store._pool.connection()
             try:
-                conn = await self._cm.__aenter__()
+                conn = await pooled.__aenter__()
             except Exception as exc:
                 raise self.store._error(exc, "waiting for a connection") from None
             if not _ended_while_idle(conn):
-                break
+                self._cm = pooled
+                return conn
             await conn.close()  # (and the pool drops it, and opens another)
-            await self._cm.__aexit__(None, None, None)
-        return conn
+            await pooled.__aexit__(None, None, None)
+        raise StoreError(
+            f"the history store {self.store.url}: every connection the pool gave had been "
+            "closed by the server",
+            hint="retry in a moment; if it goes on, check the server",
+        )
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
         import psycopg
