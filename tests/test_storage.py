@@ -1020,3 +1020,32 @@ def test_postgresql_a_server_that_stops_answering_holds_no_write_forever(postgre
     assert all(isinstance(r, StoreError) for r in results), results
     assert all("no answer from the server" in str(r) for r in results)
     assert after[0]
+
+
+def test_a_python_api_chat_whose_first_turn_could_not_be_stored_is_stored_from_the_next(
+    postgres_url, project
+):
+    """The first turn's write fails (the table locked past busy_timeout): the next turn
+    creates the conversation, instead of every later turn failing as 'deleted'."""
+    import psycopg
+
+    from ai_assistant.chat import Chat
+
+    host = load_host()
+    store = SyncStore(PostgresStore(postgres_url, pool_size=2, busy_timeout=0.3))
+    try:
+        store.counts()  # (migrated before the lock)
+        chat = Chat(host, "echo", store=store)
+        with psycopg.connect(postgres_url) as locker:
+            locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+            assert chat.send("one").status == "complete"
+            store.flush()  # (its write waited out busy_timeout, and failed)
+        assert chat.send("two").status == "complete"
+        assert chat.send("three").status == "complete"
+        store.flush()
+        stored = store.conversation(chat.conversation_id)
+        assert [m["content"] for m in stored["messages"]] == [
+            "two", "echo: two", "three", "echo: three"
+        ]  # fmt: skip
+    finally:
+        store.close()

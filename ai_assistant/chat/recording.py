@@ -70,13 +70,23 @@ class Recorder:
         # start waits here
         self._whole = whole and self._through is None
         self._pending: tuple[str, list[Any], bool, Reply, str] | None = None
+        self._previous: Recorder | None = None  # the turn before (``follow``)
+        self._creates = False  # whether this exchange's start creates the conversation
 
     def follow(self, previous: Recorder | None) -> None:
         """Make this exchange's deferred writes wait for those of ``previous`` (the turn
         before, in the same conversation): a second turn's start never overtakes the first's,
-        which may be what creates the conversation."""
+        which may be what creates the conversation; and if that one could not be stored, this
+        one creates the conversation instead."""
         if previous is not None and self._last is None:
             self._last = previous._last
+            self._previous = previous
+
+    def _created_nothing(self) -> bool:
+        """Whether this exchange was to create its conversation and its start was not stored."""
+        start = self._start
+        failed = start is not None and (start.cancelled() or start.exception() is not None)
+        return self._creates and failed
 
     def _then(self, write: Any, after_start: bool = True) -> asyncio.Future:
         """Defer ``write(reply message id)`` (a coroutine function) until the previous write has
@@ -149,6 +159,10 @@ class Recorder:
             return
 
         async def write() -> int:
+            previous = self._previous
+            if previous is not None and previous._created_nothing():
+                kw["new"] = True  # (the turn before could not create the conversation)
+            self._creates = bool(kw["new"]) or conversation_id is None
             _, reply.message_id = await store.start_exchange(conversation_id, model_id, rows, **kw)
             return reply.message_id
 
