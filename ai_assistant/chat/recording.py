@@ -162,7 +162,7 @@ class Recorder:
             previous = self._previous
             if previous is not None and previous._created_nothing():
                 kw["new"] = True  # (the turn before could not create the conversation)
-            self._creates = bool(kw["new"]) or conversation_id is None
+            self._creates = bool(kw["new"])
             _, reply.message_id = await store.start_exchange(conversation_id, model_id, rows, **kw)
             return reply.message_id
 

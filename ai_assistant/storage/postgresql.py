@@ -378,17 +378,16 @@ class PostgresStore(HistoryStore):
                 raise
             if error is None:
                 return [await _rows_of(cursor) for cursor in cursors[1:]]
-            state = getattr(error, "sqlstate", None) or ""
-            if committing and (conn.broken or not state):
+            # not used again: an aborted pipeline can leave psycopg's prepared statements out
+            # of step with the server's (the open transaction goes with it)
+            state, broken = getattr(error, "sqlstate", None) or "", conn.broken
+            await conn.close()
+            if committing and (broken or not state):
                 # the commit was sent and no answer from the server came back (a refusal has
                 # a SQLSTATE): it may have been applied, and nobody can tell
-                await conn.close()
                 raise self._unconfirmed(error)
-            if conn.broken:
+            if broken:
                 raise _Unsent(self._error(error, "running a query"))
-            # an aborted pipeline can leave psycopg's prepared statements out of step with the
-            # server's: this connection is not used again (closed, the transaction with it)
-            await conn.close()
             # the first statement with no result is the one at fault (those after it were
             # skipped); an error with no SQLSTATE before the commit is the driver's, about the
             # write it was sending
