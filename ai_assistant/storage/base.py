@@ -137,8 +137,7 @@ def url_password(url: str) -> str | None:
 
 def url_secrets(url: str) -> list[str]:
     """What of a PostgreSQL URL's password may turn up in a message, longest first: the
-    password, percent-decoded too, and each part of it between raw URL characters (libpq,
-    reading ``a@b`` in a password as the end of the credentials, quotes the rest as a host)."""
+    password, percent-decoded too, and each part of it between raw URL characters."""
     from urllib.parse import unquote
 
     password = url_password(url)
@@ -146,6 +145,9 @@ def url_secrets(url: str) -> list[str]:
         return []
     found = {password, unquote(password)}
     found.update(p for p in re.split(r"[@/?#:]", password) if len(p) >= 4)
+    # libpq reads a raw @, ? or / as the end of the credentials and may quote what follows
+    # it, up to and with the URL's own @, as a host or a parameter: that, however short
+    found.update(password.partition(mark)[2] + "@" for mark in "@?/#" if mark in password)
     return sorted(found, key=len, reverse=True)
 
 
@@ -319,7 +321,7 @@ def format_store_error(url: str, exc: BaseException) -> str:
     """One line about ``exc`` that never carries the URL's password."""
     text = f"{type(exc).__name__}: {exc}".strip()
     for secret in url_secrets(url):
-        text = text.replace(secret, MASK)
+        text = text.replace(secret, MASK + "@" if secret.endswith("@") else MASK)
     return redact(text)
 
 
