@@ -292,17 +292,20 @@ def chat_openai(
     azure: bool = False,
     **extra: Any,
 ) -> Any:
-    """Build ``ChatOpenAI`` (or ``AzureChatOpenAI``): the SDK is imported here, on first use."""
+    """A LangChain chat model for an OpenAI-protocol endpoint: ``OpenAIChatModel``
+    (``ai_assistant.openai_chat``: Chat Completions on httpx2, no SDK to import), or with
+    ``azure=True`` langchain_openai's ``AzureChatOpenAI`` (deployments, API versions, Azure AD),
+    imported here, on first use."""
     kwargs = {k: options[k] for k in _PASS_THROUGH if options.get(k) is not None}
     kwargs.update(extra)
     if azure:
         from langchain_openai import AzureChatOpenAI
 
         return AzureChatOpenAI(azure_endpoint=base_url, api_key=api_key, **kwargs)
-    from langchain_openai import ChatOpenAI
+    from .openai_chat import OpenAIChatModel
 
-    # Servers on loopback (llama.cpp, vLLM, Ollama) ignore the key, but the SDK insists on one.
-    return ChatOpenAI(base_url=base_url, api_key=api_key or "not-needed", **kwargs)
+    # (servers on loopback, llama.cpp, vLLM, Ollama, take no key: none is sent)
+    return OpenAIChatModel(base_url=base_url, api_key=api_key, **kwargs)
 
 
 # Keys every OpenAI-protocol embeddings provider accepts ([default.embeddings.<provider>]).
@@ -416,12 +419,18 @@ def _canned_reply(lib: Any, request: Any) -> Any:
 
 
 def offline_copy(model: Any) -> tuple[Any, Any] | None:
-    """``(copy, client)``: a copy of ``model`` (LangChain's ``BaseChatOpenAI``: ``ChatOpenAI``,
-    ``AzureChatOpenAI``) that is the same but for its HTTP client, ``client``, whose transport
-    answers every request from memory. ``None`` for any other model, or one whose credentials
-    would be fetched over the network (a key callback, a token provider, workload identity)."""
+    """``(copy, client)``: a copy of ``model`` that is the same but for its HTTP client,
+    ``client``, whose transport answers every request from memory. For ``OpenAIChatModel`` and
+    LangChain's ``BaseChatOpenAI`` (``ChatOpenAI``, ``AzureChatOpenAI``); ``None`` for any
+    other model, or one whose credentials would be fetched over the network (a key callback, a
+    token provider, workload identity)."""
     import sys
 
+    own = sys.modules.get("ai_assistant.openai_chat")
+    if own is not None and isinstance(model, own.OpenAIChatModel):
+        lib = own.httpx2
+        client = lib.AsyncClient(transport=lib.MockTransport(lambda r: _canned_reply(lib, r)))
+        return model.model_copy(update={"http_async_client": client}), client
     base = sys.modules.get("langchain_openai.chat_models.base")
     if base is None or not isinstance(model, base.BaseChatOpenAI):
         return None  # (langchain_openai not even imported: no model of its kind was built)

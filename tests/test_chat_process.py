@@ -96,10 +96,23 @@ def test_interrupt_mid_stream_keeps_the_partial_reply_as_interrupted(
     assert message["error"] == "interrupted by the user"
 
 
-def test_killing_the_process_mid_stream_leaves_a_consistent_database(chat_project, upstream):
+def _saved_text(project, text: str, timeout: float = 10) -> None:
+    """Wait until the last assistant message holds ``text`` (saved while the reply streams)."""
+    deadline = time.monotonic() + timeout
+    while _last_assistant(project)["content"] != text:
+        assert time.monotonic() < deadline, f"{text!r} was never saved"
+        time.sleep(0.05)
+
+
+def test_a_stalled_stream_s_text_is_saved_and_a_kill_leaves_a_consistent_database(
+    chat_project, upstream
+):
+    """The upstream stalls after its first token: that token is saved all the same (within
+    FLUSH_SECONDS), so a kill meanwhile loses none of it."""
     proc = _spawn(chat_project, "chat", "-m", "gated", "a b c")
     try:
         _read_until(proc, b"upstream:")
+        _saved_text(chat_project, "upstream:")
         proc.kill()
         proc.wait(timeout=30)
     finally:

@@ -437,10 +437,10 @@ models = [
 
     host = load_host()
     fast = host.get_model("fast")
-    assert fast.model_name == "acme-2" and fast.request_timeout == 5  # the model's own
-    assert fast.openai_api_base == "https://api.acme.example/v1"  # the section's
-    assert host.get_model("acme-1").request_timeout == 30
-    assert host.get_model("local").openai_api_base == "http://127.0.0.1:8000/v1"
+    assert fast.model_name == "acme-2" and fast.timeout == 5  # the model's own
+    assert fast.base_url == "https://api.acme.example/v1"  # the section's
+    assert host.get_model("acme-1").timeout == 30
+    assert host.get_model("local").base_url == "http://127.0.0.1:8000/v1"
 
 
 def test_the_new_plugins_validate_config_hook_reports_mistakes(home):

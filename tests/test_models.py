@@ -97,7 +97,7 @@ def test_using_a_model_with_a_missing_secret_says_where_to_set_it(project):
         raise AssertionError("a model without its key must not build")
 
 
-def test_openai_compatible_builds_chat_openai_with_settings(project):
+def test_openai_protocol_providers_build_their_models_with_settings(project):
     project.settings("""
         [default.models.openai_compatible]
         api_key = "sk-test-key-0001"
@@ -115,14 +115,14 @@ def test_openai_compatible_builds_chat_openai_with_settings(project):
     """)
     host = load_host()
     remote = host.get_model("gpt-4o-mini")
-    assert type(remote).__name__ == "ChatOpenAI"
-    assert remote.openai_api_base == "https://example.invalid/v1"
-    assert remote.request_timeout == 12
-    assert remote.openai_api_key.get_secret_value() == "sk-test-key-0001"
+    assert type(remote).__name__ == "OpenAIChatModel"
+    assert remote.base_url == "https://example.invalid/v1"
+    assert remote.timeout == 12
+    assert remote.api_key.get_secret_value() == "sk-test-key-0001"
     local = host.get_model("llama")  # renamed with id; loopback needs no key
     assert local.model_name == "local" and local.max_retries == 0
     assert host.registry.get("llama").status == "ready"
-    assert host.get_model("llama3.2").openai_api_base == "http://localhost:11434/v1"
+    assert host.get_model("llama3.2").base_url == "http://localhost:11434/v1"
     azure = host.get_model("gpt-4o")
     assert type(azure).__name__ == "AzureChatOpenAI"
     assert azure.deployment_name == "gpt-4o"

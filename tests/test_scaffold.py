@@ -37,7 +37,7 @@ def test_new_plugin_loads_unedited_and_registers_its_configured_models(project):
     assert models["acme-3"]["status"] == "ready"  # a loopback endpoint needs no key
     chat = load_host().get_model("acme-2")
     assert chat.model_name == "acme-2"
-    assert chat.openai_api_base == "http://127.0.0.1:8000/v1"
+    assert chat.base_url == "http://127.0.0.1:8000/v1"
 
 
 def test_new_plugin_refuses_bad_or_taken_names(project):

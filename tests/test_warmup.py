@@ -77,11 +77,10 @@ def test_warm_up_sends_nothing_to_any_server(chat_project, upstream, caplog):
     records no request, and the log has no "HTTP Request" line for what never went out."""
     host, sent = load_host(), len(upstream.requests)  # (the upstream serves the whole session)
     model = host.get_model("good")
-    clients = (model.root_async_client, model.async_client, model.http_async_client)
     with caplog.at_level(logging.DEBUG):
         counts = warm_up(host)
-    assert (model.root_async_client, model.async_client, model.http_async_client) == clients
-    # LangChain's own first call and the one kind of ChatOpenAI; echo has no offline copy
+    assert model.http_async_client is None  # (the model keeps its own clients)
+    # LangChain's own first call and the one kind of OpenAIChatModel; echo has no offline copy
     assert counts == {"warmed": 2, "skipped": 1, "failed": 0, "timed out": 0}
     assert upstream.requests[sent:] == []
     assert "HTTP Request" not in caplog.text and "127.0.0.1" not in caplog.text

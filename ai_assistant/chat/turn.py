@@ -32,7 +32,8 @@ from .text import repaired
 if TYPE_CHECKING:
     from ..registry import Tool
 
-FLUSH_SECONDS = 0.5  # how often a streaming reply's text is saved, so a kill loses little
+# a streamed reply's text is saved within this many seconds of arriving: a kill loses little
+FLUSH_SECONDS = 0.5
 
 USER_INTERRUPT = "interrupted by the user"
 READER_GONE = "the reader went away before the reply ended"
@@ -133,6 +134,7 @@ class Turn:
         self.handlers: list[Any] = []
         self.started = time.perf_counter()
         self._last_flush = self.started
+        self._save_soon: asyncio.TimerHandle | None = None  # when the text so far is saved
         self._deadline: float | None = None
 
     @property
@@ -423,10 +425,18 @@ class Turn:
             if reply.first_token_ms is None:
                 reply.first_token_ms = _ms_since(self.started)
             reply.parts.append(text)
-            if time.perf_counter() - self._last_flush > FLUSH_SECONDS:
-                self.recorder.progress(reply)
-                self._last_flush = time.perf_counter()
+            if self._save_soon is None and self.stream:
+                # (on a timer, not at the next chunk: text that arrives before the stream
+                # stalls, in a pause or while a tool runs, is saved all the same)
+                wait = max(0.0, self._last_flush + FLUSH_SECONDS - time.perf_counter())
+                loop = asyncio.get_running_loop()
+                self._save_soon = loop.call_later(wait, self._save_progress)
         return text
+
+    def _save_progress(self) -> None:
+        self._save_soon = None
+        self._last_flush = time.perf_counter()
+        self.recorder.progress(self.reply)
 
     def _tool_calls(self, calls: Any) -> Iterator[ToolCall]:
         for call in calls:
@@ -487,6 +497,9 @@ class Turn:
 
     def _finish(self, exc: BaseException | None) -> None:
         """Set the reply's final status from how the turn ended, and record it."""
+        if self._save_soon is not None:
+            self._save_soon.cancel()  # (the whole reply is recorded now)
+            self._save_soon = None
         reply = self.reply
         reply.latency_ms = _ms_since(self.started)
         if exc is None:

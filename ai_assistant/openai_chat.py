@@ -1,0 +1,594 @@
+"""``OpenAIChatModel``: a LangChain chat model for any endpoint that speaks OpenAI's Chat
+Completions protocol (OpenAI, Azure AI Foundry's /openai/v1/, vLLM, llama.cpp, Ollama, LM
+Studio), on the HTTP client LangChain itself loads (httpx2), without the openai SDK.
+
+It is a ``BaseChatModel`` like any other, so callbacks, LangSmith tracing, ``bind_tools`` and
+``with_structured_output`` work as they do for every model. What it leaves out, measured in
+``benchmarks/README.md`` ("A chat model without the openai SDK"): importing the openai SDK and
+langchain_openai and building ``ChatOpenAI`` cost about 650 ms of a one-shot chat, and the SDK's
+parameter transform and ChatOpenAI's executor hop about 1 ms of the gateway's CPU a request.
+Plugins that want the SDK's other APIs (Responses, Azure AD tokens) build ``ChatOpenAI`` or
+``AzureChatOpenAI`` themselves; ``azure_openai`` does.
+
+Requests are retried as the openai SDK does (``max_retries``, 2 by default: connection errors,
+timeouts, 408, 409, 429 and 5xx, with exponential back-off and ``Retry-After``). An HTTP error
+is an ``APIStatusError`` with the status and the server's error object; a reply that is not what
+the protocol says is an ``APIResponseError``. HTTP clients are made on first use, one per event
+loop (an httpx client belongs to the loop that first used it), sharing one TLS context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx2
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    is_data_content_block,
+)
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, SecretStr
+
+from . import __version__
+
+DEFAULT_TIMEOUT = 600.0  # seconds, as the openai SDK (connecting: 5 s, unless timeout is lower)
+CONNECT_TIMEOUT = 5.0
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_DROPPED_BLOCKS = frozenset({"tool_use", "thinking", "reasoning_content", "function_call"})
+
+
+class APIError(Exception):
+    """The endpoint could not give a reply."""
+
+    status_code: int | None = None
+
+
+class APIStatusError(APIError):
+    """The endpoint answered with an HTTP error; ``body`` is its error object (OpenAI's
+    ``{"error": {...}}``, unwrapped) or its text."""
+
+    def __init__(self, status_code: int, body: Any, response: Any = None) -> None:
+        message = body.get("message") if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status_code}: {message}" if message else f"HTTP {status_code}")
+        self.status_code = status_code
+        self.body = body
+        self.response = response
+
+
+class APIResponseError(APIError):
+    """The endpoint answered, but not as the Chat Completions protocol says."""
+
+
+class OpenAIChatModel(BaseChatModel):
+    """A chat model behind ``base_url``'s ``/chat/completions``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    model_name: str = Field(alias="model")
+    base_url: str
+    api_key: SecretStr | None = None
+    timeout: float | None = None  # seconds for each request; None: DEFAULT_TIMEOUT
+    max_retries: int = 2
+    default_headers: dict[str, str] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stream_usage: bool = True  # ask for token usage on streamed replies (stream_options)
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)  # more fields for the body
+    # clients to use instead of the model's own (for every event loop): tests, proxies, mocks
+    http_client: Any = Field(default=None, exclude=True)
+    http_async_client: Any = Field(default=None, exclude=True)
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "base_url": self.base_url}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "openai"
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: dict | str | bool | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Offer ``tools`` (anything ``convert_to_openai_tool`` takes) to the model.
+        ``tool_choice``: a tool's name, ``"auto"``, ``"none"``, ``"required"`` (or ``"any"``,
+        or ``True``), or OpenAI's dict."""
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+        names = {tool["function"]["name"] for tool in formatted if "function" in tool}
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        if tool_choice:
+            if tool_choice is True or tool_choice == "any":
+                tool_choice = "required"
+            elif isinstance(tool_choice, str) and tool_choice in names:
+                tool_choice = {"type": "function", "function": {"name": tool_choice}}
+            elif not isinstance(tool_choice, (str, dict)):
+                raise ValueError(f"tool_choice must be a str, bool or dict, not {tool_choice!r}")
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    # -- the request ------------------------------------------------------------------------
+
+    def _payload(
+        self, messages: list[BaseMessage], stop: list[str] | None, stream: bool, kwargs: dict
+    ) -> bytes:
+        payload: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [message_dict(message) for message in messages],
+        }
+        if self.temperature is not None:
+            payload["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            payload["max_tokens"] = self.max_tokens
+        payload.update(self.model_kwargs)
+        if stop:
+            payload["stop"] = stop
+        for key, value in kwargs.items():  # bound and per-call: tools, temperature...
+            if value is not None and not key.startswith("ls_"):
+                payload[key] = value
+        if stream:
+            payload["stream"] = True
+            if self.stream_usage and "stream_options" not in payload:
+                payload["stream_options"] = {"include_usage": True}
+        return json.dumps(payload, ensure_ascii=False).encode()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"ai-assistant/{__version__}",
+        }
+        if self.api_key is not None and self.api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        headers.update(self.default_headers or {})
+        return headers
+
+    @property
+    def _url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def _timeout(self) -> Any:
+        total = DEFAULT_TIMEOUT if self.timeout is None else self.timeout
+        return httpx2.Timeout(total, connect=min(total, CONNECT_TIMEOUT))
+
+    def _async_client(self) -> Any:
+        if self.http_async_client is not None:
+            return self.http_async_client
+        return _clients.for_loop(asyncio.get_running_loop(), self._url)
+
+    def _sync_client(self) -> Any:
+        if self.http_client is not None:
+            return self.http_client
+        return _clients.for_thread(self._url)
+
+    async def _asend(self, body: bytes, stream: bool) -> Any:
+        """The endpoint's response (opened, when streaming), retried as the openai SDK does."""
+        client = self._async_client()
+        headers = self._headers()
+        for attempt in range(self.max_retries + 1):
+            request = client.build_request(
+                "POST", self._url, content=body, headers=headers, timeout=self._timeout()
+            )
+            try:
+                response = await client.send(request, stream=stream)
+            except (httpx2.TimeoutException, httpx2.NetworkError):
+                if attempt == self.max_retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt, None))
+                continue
+            if response.status_code < 400:
+                return response
+            await response.aread()
+            await response.aclose()
+            if attempt == self.max_retries or not _retryable(response):
+                raise _status_error(response)
+            await asyncio.sleep(_backoff(attempt, response))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, body: bytes, stream: bool) -> Any:
+        """``_asend`` for threads without an event loop."""
+        client = self._sync_client()
+        headers = self._headers()
+        for attempt in range(self.max_retries + 1):
+            request = client.build_request(
+                "POST", self._url, content=body, headers=headers, timeout=self._timeout()
+            )
+            try:
+                response = client.send(request, stream=stream)
+            except (httpx2.TimeoutException, httpx2.NetworkError):
+                if attempt == self.max_retries:
+                    raise
+                time.sleep(_backoff(attempt, None))
+                continue
+            if response.status_code < 400:
+                return response
+            response.read()
+            response.close()
+            if attempt == self.max_retries or not _retryable(response):
+                raise _status_error(response)
+            time.sleep(_backoff(attempt, response))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- LangChain's four entry points --------------------------------------------------------
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        response = await self._asend(self._payload(messages, stop, False, kwargs), stream=False)
+        return chat_result(_json(response))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        response = self._send(self._payload(messages, stop, False, kwargs), stream=False)
+        return chat_result(_json(response))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        response = await self._asend(self._payload(messages, stop, True, kwargs), stream=True)
+        try:
+            async for line in response.aiter_lines():
+                chunk = _stream_chunk(line)
+                if chunk is _DONE:
+                    break
+                if chunk is None:
+                    continue
+                yield chunk
+        finally:
+            await response.aclose()
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        response = self._send(self._payload(messages, stop, True, kwargs), stream=True)
+        try:
+            for line in response.iter_lines():
+                chunk = _stream_chunk(line)
+                if chunk is _DONE:
+                    break
+                if chunk is None:
+                    continue
+                yield chunk
+        finally:
+            response.close()
+
+
+# -- LangChain messages to the protocol's, and back -------------------------------------------
+
+
+def message_dict(message: BaseMessage) -> dict[str, Any]:
+    """``message`` as a Chat Completions message."""
+    content = _content(message.content)
+    if isinstance(message, HumanMessage):
+        out: dict[str, Any] = {"role": "user", "content": content}
+    elif isinstance(message, AIMessage):
+        out = {"role": "assistant", "content": content}
+        calls = [_call_dict(c["id"], c["name"], json.dumps(c["args"])) for c in message.tool_calls]
+        calls += [
+            _call_dict(c.get("id"), c.get("name"), c.get("args") or "")
+            for c in message.invalid_tool_calls
+        ]
+        if not calls and "tool_calls" in message.additional_kwargs:
+            calls = [
+                {k: v for k, v in call.items() if k in ("id", "type", "function")}
+                for call in message.additional_kwargs["tool_calls"]
+            ]
+        if calls:
+            out["tool_calls"] = calls
+            out["content"] = content or None
+    elif isinstance(message, ToolMessage):
+        text = content
+        if isinstance(text, list):  # (servers take text, or text parts)
+            parts = [p for p in text if isinstance(p, dict) and p.get("type") == "text"]
+            text = parts if len(parts) == len(text) else json.dumps(text)
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": text}
+    elif isinstance(message, SystemMessage):
+        role = message.additional_kwargs.get("__openai_role__", "system")
+        out = {"role": role, "content": content}
+    elif isinstance(message, ChatMessage):
+        out = {"role": message.role, "content": content}
+    else:
+        raise TypeError(f"a {type(message).__name__} has no place in a Chat Completions request")
+    name = message.name or message.additional_kwargs.get("name")
+    if name is not None:
+        out["name"] = name
+    return out
+
+
+def _content(content: Any) -> Any:
+    """Text as it is; content blocks in OpenAI's form (LangChain's data blocks converted,
+    other models' reasoning and tool-use blocks left out)."""
+    if not isinstance(content, list):
+        return content
+    blocks = []
+    for block in content:
+        if isinstance(block, dict):
+            if block.get("type") in _DROPPED_BLOCKS:
+                continue
+            if is_data_content_block(block):
+                from langchain_core.messages.block_translators.openai import (
+                    convert_to_openai_data_block,
+                )
+
+                block = convert_to_openai_data_block(block)
+        blocks.append(block)
+    return blocks
+
+
+def _call_dict(call_id: Any, name: Any, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def chat_result(data: Any) -> ChatResult:
+    """A Chat Completions response (parsed JSON) as LangChain's ``ChatResult``."""
+    if not isinstance(data, dict):
+        raise APIResponseError(f"the reply is not a JSON object: {_preview(data)}")
+    if data.get("error"):
+        raise _error_in_body(data["error"])
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise APIResponseError(f"the reply has no choices: {_preview(data)}")
+    usage = usage_metadata(data.get("usage"))
+    generations = []
+    for choice in choices:
+        message = ai_message(choice.get("message") or {})
+        if usage is not None:
+            message.usage_metadata = usage
+        info = {"finish_reason": choice.get("finish_reason"), "model_name": data.get("model")}
+        generations.append(ChatGeneration(message=message, generation_info=info))
+    llm_output = {"token_usage": data.get("usage"), "model_name": data.get("model")}
+    return ChatResult(generations=generations, llm_output=llm_output)
+
+
+def ai_message(data: dict[str, Any]) -> AIMessage:
+    """An assistant message of a reply; tool calls whose arguments are not JSON become
+    ``invalid_tool_calls``."""
+    from langchain_core.output_parsers.openai_tools import (
+        make_invalid_tool_call,
+        parse_tool_call,
+    )
+
+    tool_calls, invalid = [], []
+    for raw in data.get("tool_calls") or ():
+        try:
+            tool_calls.append(parse_tool_call(raw, return_id=True))
+        except Exception as exc:  # noqa: BLE001 - LangChain's parser raises its own kinds
+            invalid.append(make_invalid_tool_call(raw, str(exc)))
+    extra = {key: data[key] for key in ("refusal", "audio") if data.get(key)}
+    return AIMessage(
+        content=data.get("content") or "",
+        tool_calls=tool_calls,
+        invalid_tool_calls=invalid,
+        additional_kwargs=extra,
+        response_metadata={"model_provider": "openai"},
+    )
+
+
+def usage_metadata(usage: Any) -> dict[str, Any] | None:
+    """OpenAI's ``usage`` as LangChain's ``UsageMetadata``."""
+    if not isinstance(usage, dict):
+        return None
+    input_tokens = usage.get("prompt_tokens") or 0
+    output_tokens = usage.get("completion_tokens") or 0
+    total = usage.get("total_tokens")
+    metadata: dict[str, Any] = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total if total is not None else input_tokens + output_tokens,
+    }
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is not None:
+        metadata["input_token_details"] = {"cache_read": cached}
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning is not None:
+        metadata["output_token_details"] = {"reasoning": reasoning}
+    return metadata
+
+
+_DONE = object()
+
+
+def _stream_chunk(line: str) -> Any:
+    """One line of a streamed reply: a ``ChatGenerationChunk``, ``_DONE`` at ``[DONE]``, or
+    None for lines that carry nothing (blank lines, comments, events without choices)."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return _DONE
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise APIResponseError(f"a streamed event is not JSON: {_preview(data)}") from None
+    if not isinstance(event, dict):
+        raise APIResponseError(f"a streamed event is not a JSON object: {_preview(data)}")
+    if event.get("error"):
+        raise _error_in_body(event["error"])
+    usage = usage_metadata(event.get("usage"))
+    choices = event.get("choices") or ()
+    if not choices:
+        if usage is None:
+            return None
+        return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    calls = [
+        tool_call_chunk(
+            name=(call.get("function") or {}).get("name"),
+            args=(call.get("function") or {}).get("arguments"),
+            id=call.get("id"),
+            index=call.get("index"),
+        )
+        for call in delta.get("tool_calls") or ()
+    ]
+    message = AIMessageChunk(
+        content=delta.get("content") or "",
+        tool_call_chunks=calls,
+        response_metadata={"model_provider": "openai"},
+    )
+    if usage is not None:
+        message.usage_metadata = usage
+    info = None
+    if choice.get("finish_reason"):
+        info = {"finish_reason": choice["finish_reason"], "model_name": event.get("model")}
+    return ChatGenerationChunk(message=message, generation_info=info)
+
+
+# -- HTTP: errors, retries, clients -------------------------------------------------------------
+
+
+def _json(response: Any) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise APIResponseError(
+            f"HTTP {response.status_code} with a body that is not JSON: {_preview(response.text)}"
+        ) from None
+
+
+def _status_error(response: Any) -> APIStatusError:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = response.text.strip()[:500]
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return APIStatusError(response.status_code, body, response)
+
+
+def _error_in_body(error: Any) -> APIError:
+    """An error the endpoint sent inside a 200 reply (some servers do, mid-stream)."""
+    status = error.get("code") if isinstance(error, dict) else None
+    if isinstance(status, int) and 400 <= status < 600:
+        return APIStatusError(status, error)
+    message = error.get("message") if isinstance(error, dict) else error
+    return APIResponseError(f"the endpoint sent an error: {_preview(message)}")
+
+
+def _preview(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _retryable(response: Any) -> bool:
+    should = response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
+
+
+def _backoff(attempt: int, response: Any) -> float:
+    """Seconds before retry ``attempt + 1``: the server's ``Retry-After`` when it gives one
+    (up to a minute), else 0.5 s doubling to at most 8 s, less up to a quarter (jitter)."""
+    if response is not None:
+        wait = _retry_after(response.headers)
+        if wait is not None and 0 <= wait <= 60:
+            return wait
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@functools.cache
+def _tls_context() -> Any:
+    """One TLS context for every client (making one reads the trust store: ~30 ms)."""
+    return httpx2.create_ssl_context()
+
+
+class _Clients:
+    """The models' HTTP clients: one async client per event loop (an httpx client belongs to
+    the loop that first used it) and one sync client per thread, each for every endpoint, as
+    the openai SDK's are shared. Made on first use; an https endpoint's client gets the one
+    TLS context, a plain-HTTP one none (it never talks TLS: redirects are not followed)."""
+
+    def __init__(self) -> None:
+        self._async: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def for_loop(self, loop: Any, url: str) -> Any:
+        tls = url.startswith("https:")
+        clients = self._async.get(loop)
+        if clients is None or tls not in clients:
+            with self._lock:
+                clients = self._async.setdefault(loop, {})
+                if tls not in clients:
+                    clients[tls] = httpx2.AsyncClient(verify=_verify(tls), timeout=None)
+        return clients[tls]
+
+    def for_thread(self, url: str) -> Any:
+        tls = url.startswith("https:")
+        clients = self._local.__dict__.setdefault("clients", {})
+        if tls not in clients:
+            clients[tls] = httpx2.Client(verify=_verify(tls), timeout=None)
+        return clients[tls]
+
+
+def _verify(tls: bool) -> Any:
+    if tls:
+        return _tls_context()
+    import ssl
+
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts nothing: never used
+
+
+_clients = _Clients()
