@@ -268,13 +268,18 @@ class OpenAIChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         response = await self._asend(self._payload(messages, stop, True, kwargs), stream=True)
         try:
+            if _is_json(response):  # (a server that answers a stream with one completion)
+                await response.aread()
+                yield _as_chunk(chat_result(_json(response)))
+                return
+            events = _Events()
             async for line in response.aiter_lines():
-                chunk = _stream_chunk(line)
+                chunk = events.read(line)
                 if chunk is _DONE:
                     break
-                if chunk is None:
-                    continue
-                yield chunk
+                if chunk is not None:
+                    yield chunk
+            events.check()
         finally:
             await response.aclose()
 
@@ -287,13 +292,18 @@ class OpenAIChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         response = self._send(self._payload(messages, stop, True, kwargs), stream=True)
         try:
+            if _is_json(response):
+                response.read()
+                yield _as_chunk(chat_result(_json(response)))
+                return
+            events = _Events()
             for line in response.iter_lines():
-                chunk = _stream_chunk(line)
+                chunk = events.read(line)
                 if chunk is _DONE:
                     break
-                if chunk is None:
-                    continue
-                yield chunk
+                if chunk is not None:
+                    yield chunk
+            events.check()
         finally:
             response.close()
 
@@ -433,12 +443,52 @@ def usage_metadata(usage: Any) -> dict[str, Any] | None:
 _DONE = object()
 
 
-def _stream_chunk(line: str) -> Any:
-    """One line of a streamed reply: a ``ChatGenerationChunk``, ``_DONE`` at ``[DONE]``, or
-    None for lines that carry nothing (blank lines, comments, events without choices)."""
-    if not line.startswith("data:"):
+class _Events:
+    """A streamed reply, read line by line (server-sent events)."""
+
+    def __init__(self) -> None:
+        self.seen = False  # any data line at all
+        self.other = ""  # the start of what came that was not an event, for the error
+
+    def read(self, line: str) -> Any:
+        """A ``ChatGenerationChunk``, ``_DONE`` at ``[DONE]``, or None for lines that carry
+        nothing (blank lines, comments, other fields, events without choices)."""
+        if line.startswith("data:"):
+            self.seen = True
+            return _stream_chunk(line[5:].strip())
+        if len(self.other) < 200 and line.strip() and not line.startswith((":", "event:")):
+            self.other += line.strip() + " "
         return None
-    data = line[5:].strip()
+
+    def check(self) -> None:
+        """At the end of the body: a reply with no events at all is not a stream."""
+        if not self.seen:
+            raise APIResponseError(f"the streamed reply has no events: {_preview(self.other)}")
+
+
+def _is_json(response: Any) -> bool:
+    return response.headers.get("content-type", "").startswith("application/json")
+
+
+def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """A whole reply as one streamed chunk."""
+    generation = result.generations[0]
+    message = generation.message
+    calls = [
+        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+        for i, c in enumerate(getattr(message, "tool_calls", None) or ())
+    ]
+    chunk = AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=calls,
+        usage_metadata=getattr(message, "usage_metadata", None),
+        response_metadata={"model_provider": "openai"},
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
+
+
+def _stream_chunk(data: str) -> Any:
+    """One event's data: a ``ChatGenerationChunk``, ``_DONE``, or None (no choices)."""
     if data == "[DONE]":
         return _DONE
     try:
@@ -506,6 +556,8 @@ def _error_in_body(error: Any) -> APIError:
     status = error.get("code") if isinstance(error, dict) else None
     if isinstance(status, int) and 400 <= status < 600:
         return APIStatusError(status, error)
+    if isinstance(error, dict) and error.get("type") == "server_error":
+        return APIStatusError(500, error)
     message = error.get("message") if isinstance(error, dict) else error
     return APIResponseError(f"the endpoint sent an error: {_preview(message)}")
 
@@ -581,6 +633,12 @@ class _Clients:
         if tls not in clients:
             clients[tls] = httpx2.Client(verify=_verify(tls), timeout=None)
         return clients[tls]
+
+
+def import_transport() -> None:
+    """Import the HTTP transport and its HTTP/1.1 stack (httpcore2, h11: ~35 ms), as a
+    client's first use would: for a warm-up, whose client answers from memory."""
+    httpx2.AsyncHTTPTransport(verify=_verify(False))
 
 
 def _verify(tls: bool) -> Any:

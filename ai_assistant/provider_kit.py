@@ -429,6 +429,7 @@ def offline_copy(model: Any) -> tuple[Any, Any] | None:
     own = sys.modules.get("ai_assistant.openai_chat")
     if own is not None and isinstance(model, own.OpenAIChatModel):
         lib = own.httpx2
+        own.import_transport()  # (what the in-memory one leaves for the first real request)
         client = lib.AsyncClient(transport=lib.MockTransport(lambda r: _canned_reply(lib, r)))
         return model.model_copy(update={"http_async_client": client}), client
     base = sys.modules.get("langchain_openai.chat_models.base")

@@ -5,7 +5,10 @@ The requested model name picks the behaviour, so one server serves every case:
 - anything else: answers ``upstream: <last user message>``, word by word when streaming
 - ``slow-<seconds>``: waits that long before answering (for timeouts)
 - ``e429``, ``e500``, ``e503``, ``e401``, ``e400``: that HTTP error, in OpenAI's error shape
-  (``e401`` quotes the bearer key it got, as some servers do, to prove it is masked)
+  (``e401`` quotes the bearer key it got, as some servers do, to prove it is masked; ``e429``
+  says ``Retry-After: 0``, so a client that retries does so at once)
+- ``html``: a 200 whose body is an HTML page (a proxy's sign-in page), not a completion
+- ``midstream-error``: streams one token, then an ``error`` event (as vLLM and others do)
 - ``drop``: streams two tokens, then drops the connection mid-body
 - ``gated``: streams one token, then waits for ``server.gate`` before the rest
 - ``tokens-<n>``: streams n tokens as fast as it can
@@ -88,6 +91,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(model.split("-", 1)[1]))
         if self._error(model):
             return
+        if model == "html":
+            page = b"<html><body><h1>Sign in to continue</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         if model == "toolcall":
             self._tool_call(model, bool(body.get("stream")))
             return
@@ -153,7 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
             429: "Rate limit reached",
             400: "Invalid request",
         }.get(status, "Upstream broke")
-        self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+        headers = {"Retry-After": "0"} if status == 429 else {}
+        error = {"error": {"message": message, "type": "error", "code": status}}
+        self._json(status, error, headers)
         return True
 
     def _embeddings(self, body: dict[str, Any]) -> None:
@@ -271,11 +284,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
         return True
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -317,6 +334,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if model == "gated" and i == 1:
                 self.server.gate.wait(timeout=30)
+            if model == "midstream-error" and i == 1:
+                error = {"message": "the model server ran out of memory", "type": "server_error"}
+                self._chunk(f"data: {json.dumps({'error': error})}\n\n")
+                self._chunk("data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
             try:
                 self._event(model, {"content": token})
             except OSError:  # the client hung up: count it, so tests can see the cancel
