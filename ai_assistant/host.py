@@ -184,13 +184,17 @@ class Host:
         threading.Thread(target=run, name="ai-assistant warm-up", daemon=True).start()
         try:
             # (its own deadline, plus a little for the cancelled warm-ups to end)
-            return await asyncio.wait_for(asyncio.shield(finished), timeout + 1)
+            counts = await asyncio.wait_for(asyncio.shield(finished), timeout + 1)
         except TimeoutError:
             logging.getLogger("ai_assistant").info(
                 "warming up the models took over %g s: left to finish in the background",
                 timeout,
             )
             return {}
+        from .provider_kit import ready_clients
+
+        ready_clients(models)  # (for this loop, which the warm-up's thread could not do)
+        return counts
 
     async def stop(self) -> None:
         """Close the MCP sessions and the knowledge store; run the plugins' ``shutdown`` hooks

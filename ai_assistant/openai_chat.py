@@ -25,7 +25,6 @@ import json
 import random
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -48,8 +47,9 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from . import __version__
 
-DEFAULT_TIMEOUT = 600.0  # seconds, as the openai SDK (connecting: 5 s, unless timeout is lower)
-CONNECT_TIMEOUT = 5.0
+# with no timeout set, as the openai SDK: 600 s for each step of a request, 5 s to connect
+_DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
+_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # (the SDK's)
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _DROPPED_BLOCKS = frozenset({"tool_use", "thinking", "reasoning_content", "function_call"})
 
@@ -84,7 +84,7 @@ class OpenAIChatModel(BaseChatModel):
     model_name: str = Field(alias="model")
     base_url: str
     api_key: SecretStr | None = None
-    timeout: float | None = None  # seconds for each request; None: DEFAULT_TIMEOUT
+    timeout: float | None = None  # seconds for each step of a request (None: the SDK's)
     max_retries: int = 2
     default_headers: dict[str, str] | None = None
     temperature: float | None = None
@@ -176,10 +176,13 @@ class OpenAIChatModel(BaseChatModel):
         return self.base_url.rstrip("/") + "/chat/completions"
 
     def _timeout(self) -> Any:
-        total = DEFAULT_TIMEOUT if self.timeout is None else self.timeout
-        return httpx2.Timeout(total, connect=min(total, CONNECT_TIMEOUT))
+        if self.timeout is None:
+            return _DEFAULT_TIMEOUT
+        return httpx2.Timeout(self.timeout)
 
-    def _async_client(self) -> Any:
+    def async_client(self) -> Any:
+        """The HTTP client this model uses on the running event loop (made on first use;
+        nothing is connected until a request)."""
         if self.http_async_client is not None:
             return self.http_async_client
         return _clients.for_loop(asyncio.get_running_loop(), self._url)
@@ -191,7 +194,7 @@ class OpenAIChatModel(BaseChatModel):
 
     async def _asend(self, body: bytes, stream: bool) -> Any:
         """The endpoint's response (opened, when streaming), retried as the openai SDK does."""
-        client = self._async_client()
+        client = self.async_client()
         headers = self._headers()
         for attempt in range(self.max_retries + 1):
             request = client.build_request(
@@ -613,7 +616,7 @@ class _Clients:
     TLS context, a plain-HTTP one none (it never talks TLS: redirects are not followed)."""
 
     def __init__(self) -> None:
-        self._async: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
+        self._async: dict[Any, dict[bool, Any]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -622,16 +625,21 @@ class _Clients:
         clients = self._async.get(loop)
         if clients is None or tls not in clients:
             with self._lock:
+                # (a closed loop's clients can never be used again: let them go, and the loop)
+                for closed in [other for other in self._async if other.is_closed()]:
+                    del self._async[closed]
                 clients = self._async.setdefault(loop, {})
                 if tls not in clients:
-                    clients[tls] = httpx2.AsyncClient(verify=_verify(tls), timeout=None)
+                    clients[tls] = httpx2.AsyncClient(
+                        verify=_verify(tls), timeout=None, limits=_LIMITS
+                    )
         return clients[tls]
 
     def for_thread(self, url: str) -> Any:
         tls = url.startswith("https:")
         clients = self._local.__dict__.setdefault("clients", {})
         if tls not in clients:
-            clients[tls] = httpx2.Client(verify=_verify(tls), timeout=None)
+            clients[tls] = httpx2.Client(verify=_verify(tls), timeout=None, limits=_LIMITS)
         return clients[tls]
 
 

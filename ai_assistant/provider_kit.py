@@ -459,6 +459,18 @@ def offline_copy(model: Any) -> tuple[Any, Any] | None:
     return copy, client
 
 
+def ready_clients(models: list[Any]) -> None:
+    """Make the HTTP clients ``models`` (those that are ``OpenAIChatModel``) will use on the
+    running event loop now, rather than on the first request (about 1 ms). Nothing is
+    connected. Call it after ``warm_up_chat_models``, which imports what they need."""
+    import sys
+
+    own = sys.modules.get("ai_assistant.openai_chat")
+    for model in models if own is not None else ():
+        if isinstance(model, own.OpenAIChatModel):
+            model.async_client()
+
+
 async def _warm_up(model: Any) -> bool:
     """One call and one stream of ``model``'s offline copy (or of an offline LangChain model,
     for LangChain's own first-use work, when ``model`` is ``None``); whether it was warmed."""
