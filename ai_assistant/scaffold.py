@@ -220,8 +220,8 @@ Until it is set, `ai-assistant models list` shows each model that needs it as
 
 The helpers come from ai_assistant.provider_kit: ProviderSection reads the
 section, lays each model's own keys over the section's, reports a broken entry
-by its key path, and lists unset secrets; chat_openai builds LangChain's
-ChatOpenAI. For another SDK, write your own build().
+by its key path, and lists unset secrets; chat_openai builds a LangChain chat
+model for an OpenAI-protocol endpoint. For another SDK, write your own build().
 """
 
 from ai_assistant import hookimpl

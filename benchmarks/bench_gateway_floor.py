@@ -183,18 +183,11 @@ def layer_budget(root: Path, upstream_url: str, calls: int, rounds: int) -> list
         await host.start(build_models=True)
         model = host.get_model("fast")
         http = httpx2.AsyncClient(timeout=60)
-        sdk = model.root_async_client  # (the SDK client LangChain built, as it calls it)
         key = {"authorization": "Bearer upstream-key-123"}
 
         async def post() -> None:
             reply = await http.post(upstream_url + "/chat/completions", json=body, headers=key)
             reply.json()
-
-        async def sdk_call() -> None:
-            raw = await sdk.chat.completions.with_raw_response.create(
-                model="ok", messages=body["messages"]
-            )
-            raw.parse()
 
         async def langchain() -> None:
             await model.ainvoke([HumanMessage(text)])
@@ -223,8 +216,7 @@ def layer_budget(root: Path, upstream_url: str, calls: int, rounds: int) -> list
 
         layers = [
             ("httpx2 POST and JSON (the floor's upstream call)", post),
-            ("+ openai SDK: chat.completions.create, raw and parsed", sdk_call),
-            ("+ LangChain: ChatOpenAI.ainvoke", langchain),
+            ("+ the model: OpenAIChatModel.ainvoke (LangChain's BaseChatModel)", langchain),
             ("+ chat core: Turn", core),
             ("+ the route's driver: ReplyStream (disconnect watcher)", lambda: route(False)),
             ("+ history store: SQLite, writer thread (as `serve`)", lambda: route(True)),
