@@ -56,11 +56,22 @@ def collect_secret_values(data: Any, secret_paths: set[str] | None = None) -> se
                 walk(v, f"{path}[{i}]", inside_secret)
         elif inside_secret:
             text = secret_text(value)
-            if text is not None and len(text) >= _MIN_SECRET_LEN:
-                found.add(text)
+            if text is not None:
+                found.update(f for f in shown_forms(text) if len(f) >= _MIN_SECRET_LEN)
 
     walk(data, "", False)
     return found
+
+
+def shown_forms(secret: str) -> set[str]:
+    """``secret`` as it may appear in a message: itself, without the whitespace around it (as
+    it is used: a key read from a file ends in a line break), and escaped, as Python and the
+    HTTP libraries print text and bytes with control characters (``'sk-...\\n'``)."""
+    forms = {secret, secret.strip()}
+    if not secret.isprintable():
+        forms.add(secret.encode("unicode_escape").decode("ascii"))
+        forms.add(repr(secret.encode("utf-8", "backslashreplace"))[2:-1])
+    return forms
 
 
 def mask_tree(data: Any, secrets: Iterable[str] = (), secret_paths: set[str] | None = None) -> Any:

@@ -20,9 +20,11 @@ loop (an httpx client belongs to the loop that first used it), sharing one TLS c
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -51,7 +53,15 @@ from . import __version__
 _DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # (the SDK's)
 _RETRY_STATUSES = frozenset({408, 409, 429})
+# failures of a request that another try may not have: the connection, not the request
+_RETRY_ERRORS = (
+    httpx2.TimeoutException,
+    httpx2.NetworkError,
+    httpx2.RemoteProtocolError,  # (a kept-alive connection the server had just closed)
+    httpx2.ProxyError,
+)
 _DROPPED_BLOCKS = frozenset({"tool_use", "thinking", "reasoning_content", "function_call"})
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # (only these: JSON may hold U+2028 unescaped)
 
 
 class APIError(Exception):
@@ -85,7 +95,7 @@ class OpenAIChatModel(BaseChatModel):
     base_url: str
     api_key: SecretStr | None = None
     timeout: float | None = None  # seconds for each step of a request (None: the SDK's)
-    max_retries: int = 2
+    max_retries: int = Field(default=2, ge=0)
     default_headers: dict[str, str] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -155,6 +165,8 @@ class OpenAIChatModel(BaseChatModel):
         for key, value in kwargs.items():  # bound and per-call: tools, temperature...
             if value is not None and not key.startswith("ls_"):
                 payload[key] = value
+        if "max_tokens" in payload:  # (OpenAI's name since 2024; reasoning models need it)
+            payload["max_completion_tokens"] = payload.pop("max_tokens")
         if stream:
             payload["stream"] = True
             if self.stream_usage and "stream_options" not in payload:
@@ -166,8 +178,14 @@ class OpenAIChatModel(BaseChatModel):
             "Content-Type": "application/json",
             "User-Agent": f"ai-assistant/{__version__}",
         }
-        if self.api_key is not None and self.api_key.get_secret_value():
-            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        # (a key read from a file or a variable may end in a line break: it is not the key's)
+        key = self.api_key.get_secret_value().strip() if self.api_key is not None else ""
+        if key:
+            if not key.isprintable():
+                raise APIError(
+                    "the API key has a control character in it (a line break?): set it again"
+                )
+            headers["Authorization"] = f"Bearer {key}"
         headers.update(self.default_headers or {})
         return headers
 
@@ -202,12 +220,12 @@ class OpenAIChatModel(BaseChatModel):
             )
             try:
                 response = await client.send(request, stream=stream)
-            except (httpx2.TimeoutException, httpx2.NetworkError):
+            except _RETRY_ERRORS:
                 if attempt == self.max_retries:
                     raise
                 await asyncio.sleep(_backoff(attempt, None))
                 continue
-            if response.status_code < 400:
+            if response.status_code < 300:
                 return response
             await response.aread()
             await response.aclose()
@@ -226,12 +244,12 @@ class OpenAIChatModel(BaseChatModel):
             )
             try:
                 response = client.send(request, stream=stream)
-            except (httpx2.TimeoutException, httpx2.NetworkError):
+            except _RETRY_ERRORS:
                 if attempt == self.max_retries:
                     raise
                 time.sleep(_backoff(attempt, None))
                 continue
-            if response.status_code < 400:
+            if response.status_code < 300:
                 return response
             response.read()
             response.close()
@@ -276,13 +294,14 @@ class OpenAIChatModel(BaseChatModel):
                 yield _as_chunk(chat_result(_json(response)))
                 return
             events = _Events()
-            async for line in response.aiter_lines():
-                chunk = events.read(line)
-                if chunk is _DONE:
-                    break
-                if chunk is not None:
+            async for raw in response.aiter_bytes():
+                for chunk in events.feed(raw):
+                    if chunk is _DONE:
+                        return
                     yield chunk
-            events.check()
+            for chunk in events.end():
+                if chunk is not _DONE:
+                    yield chunk
         finally:
             await response.aclose()
 
@@ -300,13 +319,14 @@ class OpenAIChatModel(BaseChatModel):
                 yield _as_chunk(chat_result(_json(response)))
                 return
             events = _Events()
-            for line in response.iter_lines():
-                chunk = events.read(line)
-                if chunk is _DONE:
-                    break
-                if chunk is not None:
+            for raw in response.iter_bytes():
+                for chunk in events.feed(raw):
+                    if chunk is _DONE:
+                        return
                     yield chunk
-            events.check()
+            for chunk in events.end():
+                if chunk is not _DONE:
+                    yield chunk
         finally:
             response.close()
 
@@ -316,7 +336,7 @@ class OpenAIChatModel(BaseChatModel):
 
 def message_dict(message: BaseMessage) -> dict[str, Any]:
     """``message`` as a Chat Completions message."""
-    content = _content(message.content)
+    content = _content(message.content, isinstance(message, AIMessage))
     if isinstance(message, HumanMessage):
         out: dict[str, Any] = {"role": "user", "content": content}
     elif isinstance(message, AIMessage):
@@ -353,23 +373,30 @@ def message_dict(message: BaseMessage) -> dict[str, Any]:
     return out
 
 
-def _content(content: Any) -> Any:
-    """Text as it is; content blocks in OpenAI's form (LangChain's data blocks converted,
-    other models' reasoning and tool-use blocks left out)."""
+def _content(content: Any, assistant: bool) -> Any:
+    """Text as it is; content blocks in OpenAI's form: text parts without LangChain's extras
+    (ids, annotations), LangChain's data blocks converted, and in an assistant's message only
+    text and refusals (not another model's reasoning, or the tool calls sent beside it)."""
     if not isinstance(content, list):
         return content
     blocks = []
     for block in content:
-        if isinstance(block, dict):
-            if block.get("type") in _DROPPED_BLOCKS:
-                continue
+        if isinstance(block, str):
+            block = {"type": "text", "text": block}
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            blocks.append({"type": "text", "text": block.get("text", "")})
+        elif assistant:
+            if kind == "refusal":
+                blocks.append({"type": "refusal", "refusal": block.get("refusal", "")})
+        elif kind not in _DROPPED_BLOCKS:
             if is_data_content_block(block):
                 from langchain_core.messages.block_translators.openai import (
                     convert_to_openai_data_block,
                 )
 
                 block = convert_to_openai_data_block(block)
-        blocks.append(block)
+            blocks.append(block)
     return blocks
 
 
@@ -389,13 +416,23 @@ def chat_result(data: Any) -> ChatResult:
     usage = usage_metadata(data.get("usage"))
     generations = []
     for choice in choices:
+        if not isinstance(choice, dict) or not isinstance(choice.get("message") or {}, dict):
+            raise APIResponseError(f"a choice of the reply is not a message: {_preview(choice)}")
         message = ai_message(choice.get("message") or {})
         if usage is not None:
             message.usage_metadata = usage
         info = {"finish_reason": choice.get("finish_reason"), "model_name": data.get("model")}
+        _more_info(info, data, choice)
         generations.append(ChatGeneration(message=message, generation_info=info))
     llm_output = {"token_usage": data.get("usage"), "model_name": data.get("model")}
     return ChatResult(generations=generations, llm_output=llm_output)
+
+
+def _more_info(info: dict[str, Any], data: dict[str, Any], choice: dict[str, Any]) -> None:
+    """What else a reply says of itself, when it says it (into ``response_metadata``)."""
+    for key, value in (("id", data), ("system_fingerprint", data), ("logprobs", choice)):
+        if value.get(key) is not None:
+            info[key] = value[key]
 
 
 def ai_message(data: dict[str, Any]) -> AIMessage:
@@ -447,44 +484,63 @@ _DONE = object()
 
 
 class _Events:
-    """A streamed reply, read line by line (server-sent events)."""
+    """A streamed reply's server-sent events, as the SSE standard reads them: always UTF-8,
+    lines split at CR, LF or CRLF only, an event's ``data:`` lines joined and taken at the
+    blank line that ends it (or at the end of the body)."""
 
     def __init__(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.rest = ""  # the start of a line whose end has not come yet
+        self.data: list[str] = []  # the data lines of the event being read
         self.seen = False  # any data line at all
         self.other = ""  # the start of what came that was not an event, for the error
 
-    def read(self, line: str) -> Any:
-        """A ``ChatGenerationChunk``, ``_DONE`` at ``[DONE]``, or None for lines that carry
-        nothing (blank lines, comments, other fields, events without choices)."""
+    def feed(self, raw: bytes) -> list[Any]:
+        """The chunks (and ``_DONE``) of the events these bytes complete."""
+        lines = _LINE_BREAK.split(self.rest + self.decoder.decode(raw))
+        self.rest = lines.pop()  # (a CR at the end, then LF next time: one more blank line)
+        return [chunk for line in lines if (chunk := self._line(line)) is not None]
+
+    def end(self) -> list[Any]:
+        """What is left at the end of the body; an error if it held no event at all."""
+        rest = self.rest + self.decoder.decode(b"", final=True)
+        chunks = [self._line(rest), self._line("")]
+        if not self.seen:
+            raise APIResponseError(f"the streamed reply has no events: {_preview(self.other)}")
+        return [chunk for chunk in chunks if chunk is not None]
+
+    def _line(self, line: str) -> Any:
+        if not line:  # the end of an event
+            if not self.data:
+                return None
+            data, self.data = "\n".join(self.data), []
+            return _stream_chunk(data)
         if line.startswith("data:"):
             self.seen = True
-            return _stream_chunk(line[5:].strip())
-        if len(self.other) < 200 and line.strip() and not line.startswith((":", "event:")):
+            self.data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif len(self.other) < 200 and not line.startswith((":", "event:", "id:", "retry:")):
             self.other += line.strip() + " "
         return None
 
-    def check(self) -> None:
-        """At the end of the body: a reply with no events at all is not a stream."""
-        if not self.seen:
-            raise APIResponseError(f"the streamed reply has no events: {_preview(self.other)}")
-
 
 def _is_json(response: Any) -> bool:
-    return response.headers.get("content-type", "").startswith("application/json")
+    return response.headers.get("content-type", "").lower().startswith("application/json")
 
 
 def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
     """A whole reply as one streamed chunk."""
     generation = result.generations[0]
     message = generation.message
-    calls = [
-        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
-        for i, c in enumerate(getattr(message, "tool_calls", None) or ())
-    ]
+    calls = [(c["name"], json.dumps(c["args"]), c["id"]) for c in message.tool_calls]
+    calls += [(c.get("name"), c.get("args"), c.get("id")) for c in message.invalid_tool_calls]
     chunk = AIMessageChunk(
         content=message.content,
-        tool_call_chunks=calls,
-        usage_metadata=getattr(message, "usage_metadata", None),
+        tool_call_chunks=[
+            tool_call_chunk(name=name, args=args, id=call_id, index=index)
+            for index, (name, args, call_id) in enumerate(calls)
+        ],
+        additional_kwargs=message.additional_kwargs,
+        usage_metadata=message.usage_metadata,
         response_metadata={"model_provider": "openai"},
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
@@ -492,6 +548,7 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
 
 def _stream_chunk(data: str) -> Any:
     """One event's data: a ``ChatGenerationChunk``, ``_DONE``, or None (no choices)."""
+    data = data.strip()
     if data == "[DONE]":
         return _DONE
     try:
@@ -509,7 +566,10 @@ def _stream_chunk(data: str) -> Any:
             return None
         return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
     choice = choices[0]
-    delta = choice.get("delta") or {}
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    delta = delta or {}
+    if not isinstance(choice, dict) or not isinstance(delta, dict):
+        raise APIResponseError(f"a streamed choice is not a delta: {_preview(data)}")
     calls = [
         tool_call_chunk(
             name=(call.get("function") or {}).get("name"),
@@ -529,6 +589,7 @@ def _stream_chunk(data: str) -> Any:
     info = None
     if choice.get("finish_reason"):
         info = {"finish_reason": choice["finish_reason"], "model_name": event.get("model")}
+        _more_info(info, event, choice)
     return ChatGenerationChunk(message=message, generation_info=info)
 
 
@@ -545,13 +606,20 @@ def _json(response: Any) -> Any:
 
 
 def _status_error(response: Any) -> APIStatusError:
+    status = response.status_code
+    if status < 400:  # (redirects are not followed: a POST's body and key stay where set)
+        where = response.headers.get("location") or "elsewhere"
+        message = f"the endpoint redirects to {where}: set the endpoint to where it points"
+        return APIStatusError(status, {"message": message}, response)
     try:
         body = json.loads(response.content)
     except ValueError:
-        body = response.text.strip()[:500]
+        body = _preview(response.text)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         body = body["error"]
-    return APIStatusError(response.status_code, body, response)
+    elif isinstance(body, dict) and isinstance(body.get("error"), str):
+        body = {"message": body["error"]}  # ({"error": "model not found"})
+    return APIStatusError(status, body, response)
 
 
 def _error_in_body(error: Any) -> APIError:
@@ -583,7 +651,7 @@ def _backoff(attempt: int, response: Any) -> float:
     (up to a minute), else 0.5 s doubling to at most 8 s, less up to a quarter (jitter)."""
     if response is not None:
         wait = _retry_after(response.headers)
-        if wait is not None and 0 <= wait <= 60:
+        if wait is not None and 0 < wait <= 60:  # (as the SDK: else its own back-off)
             return wait
     return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 

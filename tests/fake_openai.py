@@ -6,9 +6,14 @@ The requested model name picks the behaviour, so one server serves every case:
 - ``slow-<seconds>``: waits that long before answering (for timeouts)
 - ``e429``, ``e500``, ``e503``, ``e401``, ``e400``: that HTTP error, in OpenAI's error shape
   (``e401`` quotes the bearer key it got, as some servers do, to prove it is masked; ``e429``
-  says ``Retry-After: 0``, so a client that retries does so at once)
+  says ``retry-after-ms: 10``, so a client that retries does so at once)
 - ``html``: a 200 whose body is an HTML page (a proxy's sign-in page), not a completion
 - ``midstream-error``: streams one token, then an ``error`` event (as vLLM and others do)
+- ``moved``: a 307 to another URL
+- ``hangup-once``: the first request for it (since ``reset``) is hung up on without an answer
+  (as by a server closing a kept-alive connection just then); the next one is answered
+- ``separators``: answers ``lines<U+2028>para<U+2029>next<U+0085>end``, unescaped in the JSON
+  (as it may be); streamed, each event's data is split over two ``data:`` lines
 - ``drop``: streams two tokens, then drops the connection mid-body
 - ``gated``: streams one token, then waits for ``server.gate`` before the rest
 - ``tokens-<n>``: streams n tokens as fast as it can
@@ -87,6 +92,17 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", ""))
         if model == "held" and not self._hold():
             return
+        if model == "hangup-once" and not self.server.hung_up_once:
+            self.server.hung_up_once = True
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if model == "moved":
+            self.send_response(307)
+            self.send_header("Location", "https://elsewhere.invalid/v1/chat/completions")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if model.startswith("slow-"):
             time.sleep(float(model.split("-", 1)[1]))
         if self._error(model):
@@ -120,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         text = f"upstream: {last_user}"
         if model == "surrogate":  # (a broken upstream: a lone surrogate, escaped in its JSON)
             text = "half \ud83d of an emoji, a whole one: \ud83d\ude00"
+        if model == "separators":
+            text = "lines\u2028para\u2029next\x85end"
         if model.startswith("tokens-"):
             text = " ".join(f"t{i}" for i in range(int(model.split("-", 1)[1])))
         tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
@@ -164,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             429: "Rate limit reached",
             400: "Invalid request",
         }.get(status, "Upstream broke")
-        headers = {"Retry-After": "0"} if status == 429 else {}
+        headers = {"retry-after-ms": "10"} if status == 429 else {}
         error = {"error": {"message": message, "type": "error", "code": status}}
         self._json(status, error, headers)
         return True
@@ -287,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
     ) -> None:
-        data = json.dumps(payload).encode()
+        data = _dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -317,7 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if usage:
             chunk["usage"] = usage
-        self._chunk(f"data: {json.dumps(chunk)}\n\n")
+        data = _dumps(chunk)
+        if model == "separators":  # (one event's data over two lines, as SSE allows)
+            data = data.replace(", ", ",\ndata: ", 1)
+        self._chunk(f"data: {data}\n\n")
 
     def _stream(
         self, model: str, tokens: list[str], usage: dict[str, int], include_usage: bool
@@ -352,6 +373,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.server.finished_at = time.perf_counter()
+
+
+def _dumps(payload: Any) -> str:
+    """JSON with text unescaped, as many servers send it; escaped when it cannot be UTF-8
+    (the ``surrogate`` model's lone surrogate)."""
+    text = json.dumps(payload, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(payload)
+    return text
 
 
 def _embedding_inputs(value: Any) -> list[list[str]] | None:
@@ -402,6 +434,7 @@ class _Server(ThreadingHTTPServer):
     hold: threading.Event
     arrived: threading.Event
     hung_up: threading.Event
+    hung_up_once: bool
     finished_at: float | None
     aborted: int
 
@@ -416,6 +449,7 @@ class FakeOpenAI:
         self._server.hold = threading.Event()
         self._server.arrived = threading.Event()
         self._server.hung_up = threading.Event()
+        self._server.hung_up_once = False
         self._server.finished_at = None
         self._server.aborted = 0
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -462,6 +496,7 @@ class FakeOpenAI:
         self._server.hold.clear()
         self._server.arrived.clear()
         self._server.hung_up.clear()
+        self._server.hung_up_once = False
         self._server.finished_at = None
 
     def start(self) -> FakeOpenAI:

@@ -128,3 +128,96 @@ def test_one_model_serves_several_event_loops_and_threads(endpoint):
         answers = list(pool.map(lambda t: model.invoke(t).content, ["a", "b", "c", "d"]))
     assert answers == ["upstream: a", "upstream: b", "upstream: c", "upstream: d"]
     assert Chat(host, "good").send("six").text == "upstream: six"
+
+
+def _project(project, upstream, *models: str) -> int:
+    """Settings with these models on the upstream; how many requests it had seen."""
+    entries = ", ".join(f'{{ model_name = "{m}" }}' for m in models)
+    project.settings(
+        f"""
+        [default.models.openai_compatible]
+        endpoint = "{upstream.url}"
+        max_retries = 1
+        timeout = 5
+        models = [{entries}]
+        [default.storage]
+        path = "history.db"
+        """
+    )
+    upstream.reset()
+    return len(upstream.requests)
+
+
+def test_a_key_ending_in_a_line_break_is_sent_without_it_and_never_shown(
+    project, upstream, monkeypatch
+):
+    """A key from a file or a variable often ends in a line break: it is sent without it. A
+    key with a control character inside is refused before anything is sent, and the key shows
+    nowhere, escaped or not."""
+    _project(project, upstream, "ok", "e401")
+    key = "sk-line-break-4242"
+    variable = "AI_ASSISTANT_MODELS__OPENAI_COMPATIBLE__API_KEY"
+    result = project.run("chat", "-m", "ok", "hi", env={variable: key + "\n"})
+    assert result.stdout == "upstream: hi\n", result.output
+    assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {key}"
+    sent = len(upstream.requests)
+    broken = "sk-broken\x07key-4242"
+    result = project.run("chat", "-m", "ok", "hi", env={variable: broken})
+    assert result.exit_code != 0
+    assert "the API key has a control character in it" in result.stderr
+    assert len(upstream.requests) == sent  # nothing was sent
+    stored = (project.root / "history.db").read_bytes()
+    for shown in (broken, repr(broken)[1:-1], "sk-broken", key):
+        assert shown not in result.output and shown.encode() not in stored
+    # what an HTTP library says of such a key's header is masked, escaped as it prints it
+    monkeypatch.setenv(variable, key + "\n")
+    host = load_host()
+    assert key not in host.config.redact(f"Illegal header value b'Bearer {key}\\n'")
+
+
+def test_a_connection_hung_up_before_the_answer_is_retried(project, upstream):
+    sent = _project(project, upstream, "hangup-once")
+    result = project.run("chat", "-m", "hangup-once", "hi", "--no-log")
+    assert result.stdout == "upstream: hi\n", result.output
+    assert _asked(upstream, sent) == ["hangup-once", "hangup-once"]
+
+
+def test_line_separators_in_a_reply_and_events_over_several_lines(project, upstream):
+    """U+2028, U+2029 and U+0085 may come unescaped in JSON: they do not end a streamed
+    line; an event's data over two ``data:`` lines is one event."""
+    _project(project, upstream, "separators")
+    result = project.run("chat", "-m", "separators", "hi", "--no-log")
+    assert result.stdout == "lines\u2028para\u2029next\x85end\n", result.output
+    model = load_host().get_model("separators")
+    assert model.invoke("hi").content == "lines\u2028para\u2029next\x85end"
+
+
+def test_a_redirect_is_an_error_saying_where_it_points(project, upstream):
+    sent = _project(project, upstream, "moved")
+    result = project.run("chat", "-m", "moved", "hi", "--no-log")
+    assert result.exit_code != 0
+    assert "redirects to https://elsewhere.invalid/v1/chat/completions" in result.stderr
+    assert _asked(upstream, sent) == ["moved"]  # not followed, not retried
+
+
+def test_what_is_sent_is_what_openai_takes(project, upstream):
+    """max_tokens goes as max_completion_tokens (reasoning models refuse the old name); an
+    assistant message replayed from another model keeps only its text, not its reasoning or
+    LangChain's extras."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    _project(project, upstream, "ok")
+    model = load_host().get_model("ok")
+    replayed = AIMessage(
+        content=[
+            {"type": "reasoning", "reasoning": "thinking..."},
+            {"type": "text", "text": "earlier answer", "id": "lc_1", "annotations": []},
+        ]
+    )
+    model.invoke([HumanMessage("q"), replayed, HumanMessage("again")], max_tokens=5)
+    body = upstream.requests[-1]["body"]
+    assert body["max_completion_tokens"] == 5 and "max_tokens" not in body
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "earlier answer"}],
+    }
