@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import functools
+import itertools
 import json
 import random
 import re
@@ -45,7 +46,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from . import __version__
 
@@ -53,6 +54,8 @@ from . import __version__
 _DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # (the SDK's)
 _RETRY_STATUSES = frozenset({408, 409, 429})
+MAX_RETRY_AFTER = 120.0  # seconds: a server asking to wait longer is not retried (as the SDK)
+_DRAIN_LIMIT = 65536  # bytes read after [DONE] so the connection can be kept; more: closed
 # failures of a request that another try may not have: the connection, not the request
 _RETRY_ERRORS = (
     httpx2.TimeoutException,
@@ -62,6 +65,7 @@ _RETRY_ERRORS = (
 )
 _DROPPED_BLOCKS = frozenset({"tool_use", "thinking", "reasoning_content", "function_call"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # (only these: JSON may hold U+2028 unescaped)
+_DEVELOPER_ROLE = re.compile(r"^o\d")  # OpenAI's o-series take system text as "developer"
 
 
 class APIError(Exception):
@@ -105,6 +109,23 @@ class OpenAIChatModel(BaseChatModel):
     http_client: Any = Field(default=None, exclude=True)
     http_async_client: Any = Field(default=None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _extra_into_body(cls, values: Any) -> Any:
+        """Keyword arguments that name no field (``top_p``, ``seed``, ``reasoning_effort``...)
+        go in every request's body, as ChatOpenAI's do; so do ``extra_body``'s."""
+        if not isinstance(values, dict):
+            return values
+        known = {name for name in cls.model_fields}
+        known |= {f.alias for f in cls.model_fields.values() if f.alias}
+        extra = {key: value for key, value in values.items() if key not in known}
+        if not extra:
+            return values
+        extra.update(extra.pop("extra_body", None) or {})
+        values = {key: value for key, value in values.items() if key in known}
+        values["model_kwargs"] = {**extra, **(values.get("model_kwargs") or {})}
+        return values
+
     @property
     def _llm_type(self) -> str:
         return "openai-compatible"
@@ -146,6 +167,54 @@ class OpenAIChatModel(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=formatted, **kwargs)
 
+    def with_structured_output(
+        self,
+        schema: Any,
+        *,
+        method: str = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Replies parsed into ``schema`` (a pydantic class, or a JSON schema as a dict), as
+        ChatOpenAI's: ``method="json_schema"`` (the default: the server keeps the reply to
+        the schema, ``response_format``), ``"json_mode"`` (any JSON object; say in the prompt
+        what it should hold) or ``"function_calling"`` (a tool the model must call)."""
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if kwargs:
+            raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
+        from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+        from langchain_core.utils.function_calling import convert_to_json_schema
+
+        if method == "json_schema":
+            json_schema = convert_to_json_schema(schema)
+            named = {"name": json_schema.get("title") or "response", "schema": json_schema}
+            if strict is not None:
+                named["strict"] = strict
+            response_format: dict[str, Any] = {"type": "json_schema", "json_schema": named}
+        elif method == "json_mode":
+            response_format = {"type": "json_object"}
+        else:
+            raise ValueError(
+                f"method must be json_schema, json_mode or function_calling, not {method!r}"
+            )
+        model = self.bind(response_format=response_format)
+        is_class = isinstance(schema, type)
+        parser = PydanticOutputParser(pydantic_object=schema) if is_class else JsonOutputParser()
+        if not include_raw:
+            return model | parser
+        from operator import itemgetter
+
+        from langchain_core.runnables import RunnableMap, RunnablePassthrough
+
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        ).with_fallbacks(
+            [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
+        )
+        return RunnableMap(raw=model) | parsed
+
     # -- the request ------------------------------------------------------------------------
 
     def _payload(
@@ -167,6 +236,10 @@ class OpenAIChatModel(BaseChatModel):
                 payload[key] = value
         if "max_tokens" in payload:  # (OpenAI's name since 2024; reasoning models need it)
             payload["max_completion_tokens"] = payload.pop("max_tokens")
+        if _DEVELOPER_ROLE.match(self.model_name):
+            for message in payload["messages"]:
+                if message["role"] == "system":
+                    message["role"] = "developer"
         if stream:
             payload["stream"] = True
             if self.stream_usage and "stream_options" not in payload:
@@ -203,60 +276,89 @@ class OpenAIChatModel(BaseChatModel):
         nothing is connected until a request)."""
         if self.http_async_client is not None:
             return self.http_async_client
-        return _clients.for_loop(asyncio.get_running_loop(), self._url)
+        return _clients.for_loop(asyncio.get_running_loop())
 
     def _sync_client(self) -> Any:
         if self.http_client is not None:
             return self.http_client
-        return _clients.for_thread(self._url)
+        return _clients.for_thread()
 
     async def _asend(self, body: bytes, stream: bool) -> Any:
         """The endpoint's response (opened, when streaming), retried as the openai SDK does."""
         client = self.async_client()
         headers = self._headers()
-        for attempt in range(self.max_retries + 1):
+        for attempt in itertools.count():
             request = client.build_request(
                 "POST", self._url, content=body, headers=headers, timeout=self._timeout()
             )
             try:
                 response = await client.send(request, stream=stream)
+                if response.status_code < 300:
+                    return response
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except _RETRY_ERRORS:
-                if attempt == self.max_retries:
+                wait = self._retry_wait(attempt)
+                if wait is None:
                     raise
-                await asyncio.sleep(_backoff(attempt, None))
-                continue
-            if response.status_code < 300:
-                return response
-            await response.aread()
-            await response.aclose()
-            if attempt == self.max_retries or not _retryable(response):
-                raise _status_error(response)
-            await asyncio.sleep(_backoff(attempt, response))
+            else:
+                wait = self._retry_wait(attempt, response)
+                if wait is None:
+                    raise _status_error(response)
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, body: bytes, stream: bool) -> Any:
         """``_asend`` for threads without an event loop."""
         client = self._sync_client()
         headers = self._headers()
-        for attempt in range(self.max_retries + 1):
+        for attempt in itertools.count():
             request = client.build_request(
                 "POST", self._url, content=body, headers=headers, timeout=self._timeout()
             )
             try:
                 response = client.send(request, stream=stream)
+                if response.status_code < 300:
+                    return response
+                try:
+                    response.read()
+                finally:
+                    response.close()
             except _RETRY_ERRORS:
-                if attempt == self.max_retries:
+                wait = self._retry_wait(attempt)
+                if wait is None:
                     raise
-                time.sleep(_backoff(attempt, None))
-                continue
-            if response.status_code < 300:
-                return response
-            response.read()
-            response.close()
-            if attempt == self.max_retries or not _retryable(response):
-                raise _status_error(response)
-            time.sleep(_backoff(attempt, response))
+            else:
+                wait = self._retry_wait(attempt, response)
+                if wait is None:
+                    raise _status_error(response)
+            time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_wait(self, attempt: int, response: Any = None) -> float | None:
+        """Seconds to wait before trying again after try ``attempt`` (from 0) failed, with
+        ``response`` or for want of one; None when there is no next try (as the openai SDK:
+        ``max_retries``; 408, 409, 429 and 5xx, or what ``x-should-retry`` says; the
+        server's ``Retry-After`` up to two minutes, and no retry when it asks for longer)."""
+        if attempt >= self.max_retries:
+            return None
+        wait = None
+        if response is not None:
+            should = response.headers.get("x-should-retry")
+            if should == "false" or (
+                should != "true"
+                and response.status_code not in _RETRY_STATUSES
+                and response.status_code < 500
+            ):
+                return None
+            wait = _retry_after(response.headers)
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                return None
+        if wait is not None and wait > 0:
+            return wait
+        return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
 
     # -- LangChain's four entry points --------------------------------------------------------
 
@@ -296,12 +398,11 @@ class OpenAIChatModel(BaseChatModel):
             events = _Events()
             async for raw in response.aiter_bytes():
                 for chunk in events.feed(raw):
-                    if chunk is _DONE:
-                        return
                     yield chunk
+                if events.past_end:
+                    break
             for chunk in events.end():
-                if chunk is not _DONE:
-                    yield chunk
+                yield chunk
         finally:
             await response.aclose()
 
@@ -320,13 +421,10 @@ class OpenAIChatModel(BaseChatModel):
                 return
             events = _Events()
             for raw in response.iter_bytes():
-                for chunk in events.feed(raw):
-                    if chunk is _DONE:
-                        return
-                    yield chunk
-            for chunk in events.end():
-                if chunk is not _DONE:
-                    yield chunk
+                yield from events.feed(raw)
+                if events.past_end:
+                    break
+            yield from events.end()
         finally:
             response.close()
 
@@ -486,28 +584,51 @@ _DONE = object()
 class _Events:
     """A streamed reply's server-sent events, as the SSE standard reads them: always UTF-8,
     lines split at CR, LF or CRLF only, an event's ``data:`` lines joined and taken at the
-    blank line that ends it (or at the end of the body)."""
+    blank line that ends it (or at the end of the body). What follows ``[DONE]`` is read and
+    dropped, as the openai SDK does, so that the connection can serve the next request."""
 
     def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.rest = ""  # the start of a line whose end has not come yet
         self.data: list[str] = []  # the data lines of the event being read
         self.seen = False  # any data line at all
+        self.done = False  # [DONE] came
+        self.after = 0  # bytes read after it
         self.other = ""  # the start of what came that was not an event, for the error
 
+    @property
+    def past_end(self) -> bool:
+        """More came after ``[DONE]`` than is worth reading to keep the connection."""
+        return self.after > _DRAIN_LIMIT
+
     def feed(self, raw: bytes) -> list[Any]:
-        """The chunks (and ``_DONE``) of the events these bytes complete."""
-        lines = _LINE_BREAK.split(self.rest + self.decoder.decode(raw))
-        self.rest = lines.pop()  # (a CR at the end, then LF next time: one more blank line)
-        return [chunk for line in lines if (chunk := self._line(line)) is not None]
+        """The chunks of the events these bytes complete."""
+        if self.done:
+            self.after += len(raw)
+            return []
+        text = self.rest + self.decoder.decode(raw)
+        held = "\r" if text.endswith("\r") else ""  # (its LF may come next: one line break)
+        lines = _LINE_BREAK.split(text[: len(text) - len(held)])
+        self.rest = lines.pop() + held
+        chunks = []
+        for line in lines:
+            chunk = self._line(line)
+            if chunk is _DONE:
+                self.done = True
+                break
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
 
     def end(self) -> list[Any]:
         """What is left at the end of the body; an error if it held no event at all."""
+        if self.done:
+            return []
         rest = self.rest + self.decoder.decode(b"", final=True)
-        chunks = [self._line(rest), self._line("")]
+        chunks = [self._line(rest.rstrip("\r")), self._line("")]
         if not self.seen:
             raise APIResponseError(f"the streamed reply has no events: {_preview(self.other)}")
-        return [chunk for chunk in chunks if chunk is not None]
+        return [chunk for chunk in chunks if chunk is not None and chunk is not _DONE]
 
     def _line(self, line: str) -> Any:
         if not line:  # the end of an event
@@ -639,23 +760,6 @@ def _preview(value: Any) -> str:
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
-def _retryable(response: Any) -> bool:
-    should = response.headers.get("x-should-retry")
-    if should in ("true", "false"):
-        return should == "true"
-    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
-
-
-def _backoff(attempt: int, response: Any) -> float:
-    """Seconds before retry ``attempt + 1``: the server's ``Retry-After`` when it gives one
-    (up to a minute), else 0.5 s doubling to at most 8 s, less up to a quarter (jitter)."""
-    if response is not None:
-        wait = _retry_after(response.headers)
-        if wait is not None and 0 < wait <= 60:  # (as the SDK: else its own back-off)
-            return wait
-    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
-
-
 def _retry_after(headers: Any) -> float | None:
     try:
         if "retry-after-ms" in headers:
@@ -673,56 +777,47 @@ def _retry_after(headers: Any) -> float | None:
 
 @functools.cache
 def _tls_context() -> Any:
-    """One TLS context for every client (making one reads the trust store: ~30 ms)."""
+    """One TLS context for every client: making one reads the trust store (20 to 40 ms)."""
     return httpx2.create_ssl_context()
 
 
 class _Clients:
     """The models' HTTP clients: one async client per event loop (an httpx client belongs to
-    the loop that first used it) and one sync client per thread, each for every endpoint, as
-    the openai SDK's are shared. Made on first use; an https endpoint's client gets the one
-    TLS context, a plain-HTTP one none (it never talks TLS: redirects are not followed)."""
+    the loop that first used it) and one sync client per thread, for every endpoint, as the
+    openai SDK shares its own. Made on first use, with the one TLS context."""
 
     def __init__(self) -> None:
-        self._async: dict[Any, dict[bool, Any]] = {}
+        self._async: dict[Any, Any] = {}
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # (held only to make a client: well under a millisecond)
 
-    def for_loop(self, loop: Any, url: str) -> Any:
-        tls = url.startswith("https:")
-        clients = self._async.get(loop)
-        if clients is None or tls not in clients:
+    def for_loop(self, loop: Any) -> Any:
+        client = self._async.get(loop)
+        if client is None:
+            tls = _tls_context()  # (outside the lock: the first one reads files)
             with self._lock:
-                # (a closed loop's clients can never be used again: let them go, and the loop)
+                # (a closed loop's client can never be used again: let it go, and the loop)
                 for closed in [other for other in self._async if other.is_closed()]:
                     del self._async[closed]
-                clients = self._async.setdefault(loop, {})
-                if tls not in clients:
-                    clients[tls] = httpx2.AsyncClient(
-                        verify=_verify(tls), timeout=None, limits=_LIMITS
-                    )
-        return clients[tls]
+                client = self._async.get(loop)
+                if client is None:
+                    client = httpx2.AsyncClient(verify=tls, timeout=None, limits=_LIMITS)
+                    self._async[loop] = client
+        return client
 
-    def for_thread(self, url: str) -> Any:
-        tls = url.startswith("https:")
-        clients = self._local.__dict__.setdefault("clients", {})
-        if tls not in clients:
-            clients[tls] = httpx2.Client(verify=_verify(tls), timeout=None, limits=_LIMITS)
-        return clients[tls]
-
-
-def import_transport() -> None:
-    """Import the HTTP transport and its HTTP/1.1 stack (httpcore2, h11: ~35 ms), as a
-    client's first use would: for a warm-up, whose client answers from memory."""
-    httpx2.AsyncHTTPTransport(verify=_verify(False))
+    def for_thread(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx2.Client(verify=_tls_context(), timeout=None, limits=_LIMITS)
+            self._local.client = client
+        return client
 
 
-def _verify(tls: bool) -> Any:
-    if tls:
-        return _tls_context()
-    import ssl
-
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts nothing: never used
+def prepare_transport() -> None:
+    """Do what a model's first real request would, but connecting: import the HTTP
+    transport and its HTTP/1.1 stack (httpcore2, h11: about 35 ms) and make the TLS context
+    (20 to 40 ms). For a warm-up, whose client answers from memory, on a thread of its own."""
+    httpx2.AsyncHTTPTransport(verify=_tls_context())
 
 
 _clients = _Clients()

@@ -429,7 +429,7 @@ def offline_copy(model: Any) -> tuple[Any, Any] | None:
     own = sys.modules.get("ai_assistant.openai_chat")
     if own is not None and isinstance(model, own.OpenAIChatModel):
         lib = own.httpx2
-        own.import_transport()  # (what the in-memory one leaves for the first real request)
+        own.prepare_transport()  # (what the in-memory one leaves for the first real request)
         client = lib.AsyncClient(transport=lib.MockTransport(lambda r: _canned_reply(lib, r)))
         return model.model_copy(update={"http_async_client": client}), client
     base = sys.modules.get("langchain_openai.chat_models.base")
@@ -460,15 +460,18 @@ def offline_copy(model: Any) -> tuple[Any, Any] | None:
 
 
 def ready_clients(models: list[Any]) -> None:
-    """Make the HTTP clients ``models`` (those that are ``OpenAIChatModel``) will use on the
+    """Make the HTTP client ``models`` (those that are ``OpenAIChatModel``) will use on the
     running event loop now, rather than on the first request (about 1 ms). Nothing is
-    connected. Call it after ``warm_up_chat_models``, which imports what they need."""
+    connected. Call it after ``warm_up_chat_models``, which imports what it needs and makes
+    the TLS context; it never raises (the first request would make the client instead)."""
     import sys
 
     own = sys.modules.get("ai_assistant.openai_chat")
     for model in models if own is not None else ():
         if isinstance(model, own.OpenAIChatModel):
-            model.async_client()
+            with contextlib.suppress(Exception):
+                model.async_client()
+            return  # (one client serves every model on this loop)
 
 
 async def _warm_up(model: Any) -> bool:

@@ -12,6 +12,9 @@ The requested model name picks the behaviour, so one server serves every case:
 - ``moved``: a 307 to another URL
 - ``hangup-once``: the first request for it (since ``reset``) is hung up on without an answer
   (as by a server closing a kept-alive connection just then); the next one is answered
+- ``unstreamed``: answers a streamed request with one whole completion, as some servers do
+- with ``response_format`` in the request (structured output), any model answers with the last
+  user message as it is (send the JSON the test expects back)
 - ``separators``: answers ``lines<U+2028>para<U+2029>next<U+0085>end``, unescaped in the JSON
   (as it may be); streamed, each event's data is split over two ``data:`` lines
 - ``drop``: streams two tokens, then drops the connection mid-body
@@ -90,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         model = str(body.get("model", ""))
+        if model == "unstreamed":
+            body = {**body, "stream": False}
         if model == "held" and not self._hold():
             return
         if model == "hangup-once" and not self.server.hung_up_once:
@@ -133,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if isinstance(last_user, list):
             last_user = "".join(p.get("text", "") for p in last_user)
-        text = f"upstream: {last_user}"
+        text = last_user if body.get("response_format") else f"upstream: {last_user}"
         if model == "surrogate":  # (a broken upstream: a lone surrogate, escaped in its JSON)
             text = "half \ud83d of an emoji, a whole one: \ud83d\ude00"
         if model == "separators":
@@ -425,6 +430,11 @@ def fake_embedding(words: list[str], dimension: int = EMBEDDING_DIMENSION) -> li
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops connections under load
+    connections = 0  # accepted so far
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that hang up (timeouts, drops) are part of the tests
@@ -485,6 +495,11 @@ class FakeOpenAI:
     def finished_at(self) -> float | None:
         """When the last streamed reply was fully sent (perf_counter), since ``reset``."""
         return self._server.finished_at
+
+    @property
+    def connections(self) -> int:
+        """How many connections it has accepted (a client that keeps them alive makes few)."""
+        return self._server.connections
 
     @property
     def aborted(self) -> int:

@@ -262,3 +262,28 @@ def test_interactive_session_on_a_terminal(project):
         ("assistant", "slow", "interrupted"),
     ]
     assert db.execute("SELECT model FROM conversations").fetchall() == [("slow",)]
+
+
+def test_a_failed_save_of_a_streaming_reply_is_an_error_not_a_traceback(project):
+    """The timer that saves a streaming reply's text hits a store that cannot write (the
+    disk, say): the turn ends with the error, as any failed write does, and the loop prints
+    no "Exception in callback" traceback. (The one thing faked: the disk's failure.)"""
+    project.settings('[default.storage]\npath = "history.db"\n')
+    code = (
+        "import sqlite3, sys\n"
+        "from ai_assistant.storage.sqlite import SQLiteStore\n"
+        "def fails(self, message_id, **fields):\n"
+        "    raise sqlite3.OperationalError('disk I/O error')\n"
+        "SQLiteStore.update_message = fails\n"
+        "from ai_assistant.cli import main\n"
+        "sys.argv = ['ai-assistant', 'chat', '-m', 'echo', 'a b c d e f']\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_ASSISTANT_")}
+    env["AI_ASSISTANT_MODELS__ECHO__DELAY"] = "0.2"  # (a reply of over a second)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project.root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "disk I/O error" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr

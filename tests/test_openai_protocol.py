@@ -63,7 +63,7 @@ def test_rate_limited_requests_are_retried_as_max_retries_says_then_fall_back(en
     assert result.exit_code == 0, result.output
     assert result.stdout == "upstream: hi\n"
     assert "HTTP 429 rate limited: Rate limit reached" in result.stderr
-    # the first try and two retries (Retry-After: 0), then the fallback
+    # the first try and two retries (at once: retry-after-ms), then the fallback
     assert _asked(upstream, sent) == ["e429", "e429", "e429", "ok"]
 
 
@@ -87,18 +87,64 @@ def test_a_reply_that_is_not_a_completion_is_a_clear_error(endpoint):
         load_host().get_model("proxied").invoke("hi")
 
 
-def test_a_server_that_answers_a_stream_with_one_completion_is_understood(endpoint, upstream):
+def test_a_server_that_answers_a_stream_with_one_completion_is_understood(project, upstream):
     """Some servers ignore ``stream``; their whole JSON reply is taken as one chunk."""
+    _project(project, upstream, "unstreamed")
+    result = project.run("chat", "-m", "unstreamed", "whole", "--no-log")
+    assert result.stdout == "upstream: whole\n", result.output
+    chunks = list(load_host().get_model("unstreamed").stream("whole"))
+    assert sum(chunks[1:], chunks[0]).usage_metadata["total_tokens"] == 9
+
+
+def test_streamed_replies_keep_their_connection(project, upstream):
+    """What follows [DONE] is read, so the connection serves the next request (over TLS,
+    a new connection would be a new handshake each time)."""
+    _project(project, upstream, "ok")
+    model = load_host().get_model("ok")
+
+    async def three() -> list[str]:
+        return ["".join([c.content async for c in model.astream(t)]) for t in "abc"]
+
+    before = upstream.connections
+    assert asyncio.run(three()) == ["upstream: a", "upstream: b", "upstream: c"]
+    assert upstream.connections - before == 1
+    before = upstream.connections
+    for text in "def":
+        assert "".join(c.content for c in model.stream(text)) == f"upstream: {text}"
+    assert upstream.connections - before <= 1  # (this thread's client may have one already)
+
+
+def test_structured_output_asks_the_server_for_the_schema(project, upstream):
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        city: str
+
+    _project(project, upstream, "ok")
+    model = load_host().get_model("ok")
+    assert model.with_structured_output(Weather).invoke('{"city": "Paris"}') == Weather(
+        city="Paris"
+    )
+    asked = upstream.requests[-1]["body"]["response_format"]
+    assert asked["type"] == "json_schema" and asked["json_schema"]["name"] == "Weather"
+    raw = model.with_structured_output(Weather, include_raw=True).invoke("not json")
+    assert raw["parsed"] is None and raw["parsing_error"] is not None
+    as_json = model.with_structured_output(Weather, method="json_mode").invoke('{"city": "Oslo"}')
+    assert as_json == Weather(city="Oslo")
+    assert upstream.requests[-1]["body"]["response_format"] == {"type": "json_object"}
+
+
+def test_settings_that_name_no_field_go_in_the_body(upstream):
+    """As ChatOpenAI's: top_p, seed... (and extra_body's) go in every request."""
     from ai_assistant.openai_chat import OpenAIChatModel
 
-    class Unstreamed(OpenAIChatModel):
-        def _payload(self, messages, stop, stream, kwargs):
-            return super()._payload(messages, stop, False, kwargs)  # (never asks for a stream)
-
-    model = Unstreamed(model="ok", base_url=upstream.url, max_retries=0)
-    chunks = list(model.stream("whole"))
-    assert "".join(c.content for c in chunks) == "upstream: whole"
-    assert sum(chunks[1:], chunks[0]).usage_metadata["total_tokens"] == 9
+    model = OpenAIChatModel(
+        model="o3-mini", base_url=upstream.url, top_p=0.5, extra_body={"seed": 7}
+    )
+    model.invoke([("system", "be brief"), ("user", "hi")])
+    body = upstream.requests[-1]["body"]
+    assert body["top_p"] == 0.5 and body["seed"] == 7
+    assert body["messages"][0]["role"] == "developer"  # (as OpenAI's o-series take it)
 
 
 def test_an_error_sent_mid_stream_ends_the_reply_and_keeps_what_arrived(endpoint):
@@ -122,6 +168,9 @@ def test_one_model_serves_several_event_loops_and_threads(endpoint):
     assert asyncio.run(turn("two")) == "upstream: two"
     assert asyncio.run(turn("three")) == "upstream: three"
     model = host.get_model("good")
+    # (not streamed, a reply leaves its connection in the pool: each loop needs its own)
+    assert asyncio.run(model.ainvoke("a")).content == "upstream: a"
+    assert asyncio.run(model.ainvoke("b")).content == "upstream: b"
     assert model.invoke("four").content == "upstream: four"
     assert "".join(c.content for c in model.stream("five")) == "upstream: five"
     with ThreadPoolExecutor(4) as pool:
@@ -170,9 +219,9 @@ def test_a_key_ending_in_a_line_break_is_sent_without_it_and_never_shown(
     for shown in (broken, repr(broken)[1:-1], "sk-broken", key):
         assert shown not in result.output and shown.encode() not in stored
     # what an HTTP library says of such a key's header is masked, escaped as it prints it
-    monkeypatch.setenv(variable, key + "\n")
-    host = load_host()
-    assert key not in host.config.redact(f"Illegal header value b'Bearer {key}\\n'")
+    monkeypatch.setenv(variable, broken)
+    said = load_host().config.redact(f"Illegal header value b'Bearer {repr(broken)[1:-1]}'")
+    assert "sk-broken" not in said and "key-4242" not in said
 
 
 def test_a_connection_hung_up_before_the_answer_is_retried(project, upstream):

@@ -135,6 +135,7 @@ class Turn:
         self.started = time.perf_counter()
         self._last_flush = self.started
         self._save_soon: asyncio.TimerHandle | None = None  # when the text so far is saved
+        self._save_failed: Exception | None = None  # (raised in the turn, at the next chunk)
         self._deadline: float | None = None
 
     @property
@@ -242,6 +243,7 @@ class Turn:
         reply.steps.extend([asked, *results])
         # this step's assistant message is complete; the results and a new reply follow it
         reply.status, reply.latency_ms = COMPLETE, _ms_since(self.started)
+        self._cancel_save()
         self.recorder.finish(reply)
         reply.parts, reply.tool_calls, reply.status = [], [], STREAMING
         self.recorder.start(reply.model_id, list(results), reply)
@@ -415,6 +417,9 @@ class Turn:
         """Account for one streamed chunk (or a whole message); its text (may be empty),
         repaired (``text.repaired``). ``text``: what of the chunk's text to take now, if not
         all of it."""
+        if self._save_failed is not None:
+            failed, self._save_failed = self._save_failed, None
+            raise failed
         reply = self.reply
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
@@ -436,7 +441,16 @@ class Turn:
     def _save_progress(self) -> None:
         self._save_soon = None
         self._last_flush = time.perf_counter()
-        self.recorder.progress(self.reply)
+        try:
+            self.recorder.progress(self.reply)
+        except Exception as exc:  # noqa: BLE001 - not the loop's to print: the turn's
+            self._save_failed = exc
+
+    def _cancel_save(self) -> None:
+        """The text is about to be recorded whole: no timer must save a part of it after."""
+        if self._save_soon is not None:
+            self._save_soon.cancel()
+            self._save_soon = None
 
     def _tool_calls(self, calls: Any) -> Iterator[ToolCall]:
         for call in calls:
@@ -497,9 +511,7 @@ class Turn:
 
     def _finish(self, exc: BaseException | None) -> None:
         """Set the reply's final status from how the turn ended, and record it."""
-        if self._save_soon is not None:
-            self._save_soon.cancel()  # (the whole reply is recorded now)
-            self._save_soon = None
+        self._cancel_save()
         reply = self.reply
         reply.latency_ms = _ms_since(self.started)
         if exc is None:
