@@ -90,6 +90,12 @@ class APIResponseError(APIError):
     """The endpoint answered, but not as the Chat Completions protocol says."""
 
 
+class APIKeyError(APIError):
+    """The key cannot be sent as it is (nothing was sent)."""
+
+    failure_kind = "auth"  # (the chat core says where the key is set)
+
+
 class OpenAIChatModel(BaseChatModel):
     """A chat model behind ``base_url``'s ``/chat/completions``."""
 
@@ -255,9 +261,7 @@ class OpenAIChatModel(BaseChatModel):
         key = self.api_key.get_secret_value().strip() if self.api_key is not None else ""
         if key:
             if not key.isprintable():
-                raise APIError(
-                    "the API key has a control character in it (a line break?): set it again"
-                )
+                raise APIKeyError("the API key has a control character in it (a line break?)")
             headers["Authorization"] = f"Bearer {key}"
         headers.update(self.default_headers or {})
         return headers

@@ -214,6 +214,7 @@ def test_a_key_ending_in_a_line_break_is_sent_without_it_and_never_shown(
     result = project.run("chat", "-m", "ok", "hi", env={variable: broken})
     assert result.exit_code != 0
     assert "the API key has a control character in it" in result.stderr
+    assert "ai-assistant secrets set models.openai_compatible.api_key" in result.stderr
     assert len(upstream.requests) == sent  # nothing was sent
     stored = (project.root / "history.db").read_bytes()
     for shown in (broken, repr(broken)[1:-1], "sk-broken", key):
@@ -242,11 +243,24 @@ def test_line_separators_in_a_reply_and_events_over_several_lines(project, upstr
 
 
 def test_a_redirect_is_an_error_saying_where_it_points(project, upstream):
+    """Not followed (a POST's body and key stay where they were set), not retried, and not
+    the client's fault: the gateway answers 502."""
+    from gateway_client import InProcessGateway
+
+    from ai_assistant.server import create_app
+
     sent = _project(project, upstream, "moved")
     result = project.run("chat", "-m", "moved", "hi", "--no-log")
     assert result.exit_code != 0
     assert "redirects to https://elsewhere.invalid/v1/chat/completions" in result.stderr
-    assert _asked(upstream, sent) == ["moved"]  # not followed, not retried
+    assert _asked(upstream, sent) == ["moved"]
+    with InProcessGateway(create_app(load_host())) as gateway:
+        answer = gateway.client.post(
+            "/v1/chat/completions",
+            json={"model": "moved", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert answer.status_code == 502
+    assert "redirects to https://elsewhere.invalid" in answer.json()["error"]["message"]
 
 
 def test_what_is_sent_is_what_openai_takes(project, upstream):

@@ -65,7 +65,10 @@ _CONNECTION = {
 
 def classify(exc: BaseException) -> Failure:
     """Sort an exception from any provider SDK by what it means for fallbacks (duck-typed, so
-    no SDK is imported to look at it)."""
+    no SDK is imported to look at it). An exception with ``failure_kind = "auth"`` is the
+    key's fault whatever else it says."""
+    if getattr(exc, "failure_kind", None) == "auth":  # (a key refused before it was sent)
+        return Failure("auth", " ".join(str(exc).split()), False)
     names = {cls.__name__ for cls in type(exc).__mro__}
     status = getattr(exc, "status_code", None)
     if status is None:
@@ -77,6 +80,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("rate_limited", f"HTTP 429 rate limited{detail}", True)
     if isinstance(status, int) and status >= 500:
         return Failure("server_error", f"HTTP {status} server error{detail}", True)
+    if isinstance(status, int) and 300 <= status < 400:  # (the endpoint is set wrong)
+        return Failure("error", f"HTTP {status}{detail}", True)
     if names & _TIMEOUTS:
         return Failure("timeout", "timed out", True)
     if names & _CONNECTION:
