@@ -16,6 +16,8 @@ reversed every other round) so that the noise of a shared machine falls on all o
   `llm` through extra-openai-models.yaml in a temporary LLM_USER_PATH; both --no-log / -n;
 - floors: a bare interpreter, the interpreter importing what any LangChain chat model needs
   (`BaseChatModel` and the messages), and importing `langchain_openai.ChatOpenAI`;
+- with ``--tree NAME=DIR`` (a tree exported with ``git archive REV | tar -x -C DIR``), both
+  `chat` one-shots of that code too (``PYTHONPATH=DIR``), to compare code side by side;
 - what-if rows, unless --no-proposed: both `chat` one-shots with the change proposed in
   bench_imports.py (langsmith's `types.run_select_field` loaded alone before the CLI starts, so the
   generated `langsmith.types` package is never imported), started through `python -c`.
@@ -132,6 +134,13 @@ def main() -> None:
         action="store_true",
         help="skip the rows with the proposed langsmith pre-load (bench_imports.py)",
     )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also the chat one-shots of the code in DIR (PYTHONPATH), labelled NAME",
+    )
     args = parser.parse_args()
     ours = ai_assistant()
     llm, llm_versions = ensure_llm(args.llm_venv, LLM_REQUIREMENTS)
@@ -195,6 +204,13 @@ def main() -> None:
                         '"prompt": "hi"',
                     ),
                 ]
+            trees: dict[str, dict[str, str]] = {}  # label -> the environment it runs in
+            for tree in args.tree:
+                name, _, folder = tree.partition("=")
+                for model, expect in (("echo", echo), ("fast", up)):
+                    label = f"`ai-assistant chat -m {model} hi --no-log` ({name})"
+                    cases.append((label, [ours, "chat", "-m", model, "hi", "--no-log"], expect))
+                    trees[label] = {**env, "PYTHONPATH": str(Path(folder).resolve())}
             if not args.no_proposed:  # the CLI started through python -c, with the pre-load
                 proposed = [py, "-c", PRELOAD + RUN_CLI, "chat", "--no-log", "-m"]
                 cases += [
@@ -202,12 +218,12 @@ def main() -> None:
                     (PROPOSED_FAST, [*proposed, "fast", "hi"], up),
                 ]
             for _ in range(2):  # warm the file cache, write bytecode, make both databases
-                for _, argv, expect in cases:
-                    run_once(argv, root, env, expect)
+                for label, argv, expect in cases:
+                    run_once(argv, root, trees.get(label, env), expect)
             times: dict[str, tuple[list[float], list[float]]] = {c[0]: ([], []) for c in cases}
             for i in range(args.runs):
                 for label, argv, expect in cases if i % 2 == 0 else cases[::-1]:
-                    wall, cpu = run_once(argv, root, env, expect)
+                    wall, cpu = run_once(argv, root, trees.get(label, env), expect)
                     times[label][0].append(wall)
                     times[label][1].append(cpu)
     finally:
@@ -243,6 +259,14 @@ def main() -> None:
                 "<= 1.0",
             )
         )
+    for tree in args.tree:
+        name = tree.partition("=")[0]
+        for model, (_, theirs), target in (
+            ("echo", echo_pair, "<= 1.0"),
+            ("fast", fast_pair, "<= 1.3"),
+        ):
+            ours_label = f"`ai-assistant chat -m {model} hi --no-log` ({name})"
+            pairs.append((f"{model}, the code of {name}", ours_label, theirs, target))
     if not args.no_proposed:
         pairs.append(("echo, with the proposed pre-load", PROPOSED_ECHO, echo_pair[1], "<= 1.0"))
         pairs.append(
