@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import functools
 import itertools
 import json
@@ -55,7 +56,10 @@ _DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # (the SDK's)
 _RETRY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER = 120.0  # seconds: a server asking to wait longer is not retried (as the SDK)
-_DRAIN_LIMIT = 65536  # bytes read after [DONE] so the connection can be kept; more: closed
+# after [DONE], what is left of the body (its end, mostly) is read for at most this long, so
+# that the connection can serve the next request; a server slower than that loses it
+_DRAIN_SECONDS = 0.05
+_DRAIN_LIMIT = 65536  # bytes
 # failures of a request that another try may not have: the connection, not the request
 _RETRY_ERRORS = (
     httpx2.TimeoutException,
@@ -66,6 +70,44 @@ _RETRY_ERRORS = (
 _DROPPED_BLOCKS = frozenset({"tool_use", "thinking", "reasoning_content", "function_call"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # (only these: JSON may hold U+2028 unescaped)
 _DEVELOPER_ROLE = re.compile(r"^o\d")  # OpenAI's o-series take system text as "developer"
+# ChatOpenAI's names for settings this model has under other names
+_CHATOPENAI_NAMES = {
+    "openai_api_key": "api_key",
+    "openai_api_base": "base_url",
+    "request_timeout": "timeout",
+    "max_completion_tokens": "max_tokens",
+}
+# the Chat Completions request's own fields that may be set for every request
+_BODY_FIELDS = frozenset(
+    [
+        "audio",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "metadata",
+        "modalities",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream_options",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    ]
+)
 
 
 class APIError(Exception):
@@ -117,19 +159,29 @@ class OpenAIChatModel(BaseChatModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _extra_into_body(cls, values: Any) -> Any:
-        """Keyword arguments that name no field (``top_p``, ``seed``, ``reasoning_effort``...)
-        go in every request's body, as ChatOpenAI's do; so do ``extra_body``'s."""
+    def _settings_of_chatopenai(cls, values: Any) -> Any:
+        """ChatOpenAI's names for the same settings are taken (``openai_api_key``,
+        ``request_timeout``...); request fields that are not settings (``top_p``, ``seed``,
+        ``reasoning_effort``..., and ``extra_body``'s) go in every request's body, as
+        ChatOpenAI sends them. Any other name is refused, naming it: a typo must not end up in
+        the body, nor a key."""
         if not isinstance(values, dict):
             return values
-        known = {name for name in cls.model_fields}
+        known = set(cls.model_fields)
         known |= {f.alias for f in cls.model_fields.values() if f.alias}
+        values = {_CHATOPENAI_NAMES.get(key, key): value for key, value in values.items()}
         extra = {key: value for key, value in values.items() if key not in known}
         if not extra:
             return values
-        extra.update(extra.pop("extra_body", None) or {})
+        body = dict(extra.pop("extra_body", None) or {})
+        unknown = sorted(key for key in extra if key not in _BODY_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown setting {', '.join(map(repr, unknown))}: a field of the request's "
+                "body goes in model_kwargs (or extra_body)"
+            )
         values = {key: value for key, value in values.items() if key in known}
-        values["model_kwargs"] = {**extra, **(values.get("model_kwargs") or {})}
+        values["model_kwargs"] = {**extra, **body, **(values.get("model_kwargs") or {})}
         return values
 
     @property
@@ -182,32 +234,50 @@ class OpenAIChatModel(BaseChatModel):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Replies parsed into ``schema`` (a pydantic class, or a JSON schema as a dict), as
+        """Replies parsed into ``schema`` (a pydantic class, a TypedDict or a JSON schema), as
         ChatOpenAI's: ``method="json_schema"`` (the default: the server keeps the reply to
-        the schema, ``response_format``), ``"json_mode"`` (any JSON object; say in the prompt
-        what it should hold) or ``"function_calling"`` (a tool the model must call)."""
-        if method == "function_calling":
-            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        the schema, ``response_format``), ``"function_calling"`` (a tool the model must call)
+        or ``"json_mode"`` (any JSON object: say in the prompt what it should hold).
+        ``strict=True`` asks the server to hold to the schema exactly."""
+        from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+        from langchain_core.utils.function_calling import convert_to_openai_function
+        from langchain_core.utils.pydantic import is_basemodel_subclass
+
         if kwargs:
             raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
-        from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-        from langchain_core.utils.function_calling import convert_to_json_schema
-
-        if method == "json_schema":
-            json_schema = convert_to_json_schema(schema)
-            named = {"name": json_schema.get("title") or "response", "schema": json_schema}
-            if strict is not None:
-                named["strict"] = strict
-            response_format: dict[str, Any] = {"type": "json_schema", "json_schema": named}
-        elif method == "json_mode":
-            response_format = {"type": "json_object"}
-        else:
-            raise ValueError(
-                f"method must be json_schema, json_mode or function_calling, not {method!r}"
+        pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        function = convert_to_openai_function(schema, strict=strict)
+        if method == "function_calling":
+            from langchain_core.output_parsers.openai_tools import (
+                JsonOutputKeyToolsParser,
+                PydanticToolsParser,
             )
-        model = self.bind(response_format=response_format)
-        is_class = isinstance(schema, type)
-        parser = PydanticOutputParser(pydantic_object=schema) if is_class else JsonOutputParser()
+
+            model = self.bind_tools(
+                [schema], tool_choice=function["name"], parallel_tool_calls=False, strict=strict
+            )
+            parser: Any = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)
+                if pydantic
+                else JsonOutputKeyToolsParser(key_name=function["name"], first_tool_only=True)
+            )
+        else:
+            if method == "json_schema":
+                named = {key: function[key] for key in ("name", "description") if key in function}
+                named["schema"] = function["parameters"]
+                if strict is not None:
+                    named["strict"] = strict
+                response_format = {"type": "json_schema", "json_schema": named}
+            elif method == "json_mode":
+                response_format = {"type": "json_object"}
+            else:
+                raise ValueError(
+                    f"method must be json_schema, function_calling or json_mode, not {method!r}"
+                )
+            model = self.bind(response_format=response_format)
+            parser = (
+                PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()
+            )
         if not include_raw:
             return model | parser
         from operator import itemgetter
@@ -400,13 +470,19 @@ class OpenAIChatModel(BaseChatModel):
                 yield _as_chunk(chat_result(_json(response)))
                 return
             events = _Events()
-            async for raw in response.aiter_bytes():
+            body = response.aiter_bytes()
+            async for raw in body:
                 for chunk in events.feed(raw):
                     yield chunk
-                if events.past_end:
+                if events.done:
                     break
-            for chunk in events.end():
-                yield chunk
+            else:
+                for chunk in events.end():
+                    yield chunk
+                return
+            if response.headers.get("connection", "").lower() != "close":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_drain(body), _DRAIN_SECONDS)
         finally:
             await response.aclose()
 
@@ -424,10 +500,10 @@ class OpenAIChatModel(BaseChatModel):
                 yield _as_chunk(chat_result(_json(response)))
                 return
             events = _Events()
-            for raw in response.iter_bytes():
+            for raw in response.iter_bytes():  # (ended at [DONE]: the sync read has no bound)
                 yield from events.feed(raw)
-                if events.past_end:
-                    break
+                if events.done:
+                    return
             yield from events.end()
         finally:
             response.close()
@@ -588,8 +664,7 @@ _DONE = object()
 class _Events:
     """A streamed reply's server-sent events, as the SSE standard reads them: always UTF-8,
     lines split at CR, LF or CRLF only, an event's ``data:`` lines joined and taken at the
-    blank line that ends it (or at the end of the body). What follows ``[DONE]`` is read and
-    dropped, as the openai SDK does, so that the connection can serve the next request."""
+    blank line that ends it (or at the end of the body); nothing after ``[DONE]``."""
 
     def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -597,18 +672,11 @@ class _Events:
         self.data: list[str] = []  # the data lines of the event being read
         self.seen = False  # any data line at all
         self.done = False  # [DONE] came
-        self.after = 0  # bytes read after it
         self.other = ""  # the start of what came that was not an event, for the error
-
-    @property
-    def past_end(self) -> bool:
-        """More came after ``[DONE]`` than is worth reading to keep the connection."""
-        return self.after > _DRAIN_LIMIT
 
     def feed(self, raw: bytes) -> list[Any]:
         """The chunks of the events these bytes complete."""
         if self.done:
-            self.after += len(raw)
             return []
         text = self.rest + self.decoder.decode(raw)
         held = "\r" if text.endswith("\r") else ""  # (its LF may come next: one line break)
@@ -646,6 +714,15 @@ class _Events:
         elif len(self.other) < 200 and not line.startswith((":", "event:", "id:", "retry:")):
             self.other += line.strip() + " "
         return None
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read the rest of a body (up to ``_DRAIN_LIMIT``), so its connection can be kept."""
+    read = 0
+    async for raw in body:
+        read += len(raw)
+        if read > _DRAIN_LIMIT:
+            return
 
 
 def _is_json(response: Any) -> bool:
@@ -765,9 +842,9 @@ def _preview(value: Any) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
+    with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError):
+        return float(headers["retry-after-ms"]) / 1000
     try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
         value = headers.get("retry-after")
         if value is None:
             return None

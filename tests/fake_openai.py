@@ -12,6 +12,8 @@ The requested model name picks the behaviour, so one server serves every case:
 - ``moved``: a 307 to another URL
 - ``hangup-once``: the first request for it (since ``reset``) is hung up on without an answer
   (as by a server closing a kept-alive connection just then); the next one is answered
+- ``linger``: streams its answer and ``[DONE]``, then holds the body open until ``server.gate``
+  is set (or 30 s), as a server slow to end its response
 - ``unstreamed``: answers a streamed request with one whole completion, as some servers do
 - with ``response_format`` in the request (structured output), any model answers with the last
   user message as it is (send the JSON the test expects back)
@@ -376,6 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         if include_usage:
             self._event(model, {}, usage=usage)
         self._chunk("data: [DONE]\n\n")
+        if model == "linger":
+            self.server.gate.wait(timeout=30)
         self.wfile.write(b"0\r\n\r\n")
         self.server.finished_at = time.perf_counter()
 

@@ -5,9 +5,11 @@ against the fake upstream, through the CLI and the Python API: what the openai S
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypedDict
 
 import pytest
 
@@ -108,10 +110,21 @@ def test_streamed_replies_keep_their_connection(project, upstream):
     before = upstream.connections
     assert asyncio.run(three()) == ["upstream: a", "upstream: b", "upstream: c"]
     assert upstream.connections - before == 1
-    before = upstream.connections
-    for text in "def":
-        assert "".join(c.content for c in model.stream(text)) == f"upstream: {text}"
-    assert upstream.connections - before <= 1  # (this thread's client may have one already)
+
+
+def test_a_reply_ends_at_done_though_the_server_keeps_its_body_open(project, upstream):
+    """[DONE] ends the reply: a server slow to end its body then (``linger``) holds nothing
+    up, and the request's timeout (1 s here) is not taken for a failure."""
+    sent = _project(project, upstream, "linger")
+    project.write("settings.local.toml", "[default.models.openai_compatible]\ntimeout = 1\n")
+    try:
+        result = project.run("chat", "-m", "linger", "hi")
+        again = load_host().get_model("linger").invoke("sync", stream=True)
+    finally:
+        upstream.gate.set()
+    assert result.exit_code == 0 and result.stdout == "upstream: hi\n", result.output
+    assert again.content == "upstream: sync"
+    assert _asked(upstream, sent) == ["linger", "linger"]
 
 
 def test_structured_output_asks_the_server_for_the_schema(project, upstream):
@@ -133,18 +146,57 @@ def test_structured_output_asks_the_server_for_the_schema(project, upstream):
     assert as_json == Weather(city="Oslo")
     assert upstream.requests[-1]["body"]["response_format"] == {"type": "json_object"}
 
+    class Place(TypedDict):
+        """Where."""
 
-def test_settings_that_name_no_field_go_in_the_body(upstream):
-    """As ChatOpenAI's: top_p, seed... (and extra_body's) go in every request."""
+        city: str
+
+    assert model.with_structured_output(Place).invoke('{"city": "Rome"}') == {"city": "Rome"}
+    named = upstream.requests[-1]["body"]["response_format"]["json_schema"]
+    assert named["name"] == "Place" and named["schema"]["properties"]["city"]["type"] == "string"
+
+
+def test_structured_output_through_a_tool_call(project, upstream):
+    _project(project, upstream, "toolcall")
+    model = load_host().get_model("toolcall")
+    weather = {
+        "title": "get_weather",
+        "description": "The weather in a city.",
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    }
+    asked = model.with_structured_output(weather, method="function_calling", strict=True)
+    assert asked.invoke("weather?") == {"city": "Paris"}
+    body = upstream.requests[-1]["body"]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["tools"][0]["function"]["strict"] is True
+    assert body["parallel_tool_calls"] is False
+
+
+def test_settings_by_chatopenai_s_names_and_request_fields(upstream):
+    """As ChatOpenAI takes them: its names for settings, and request fields (top_p, seed,
+    extra_body's) for every request's body. A name that is neither is refused, never sent."""
+    from pydantic import ValidationError
+
     from ai_assistant.openai_chat import OpenAIChatModel
 
     model = OpenAIChatModel(
-        model="o3-mini", base_url=upstream.url, top_p=0.5, extra_body={"seed": 7}
+        model="o3-mini",
+        openai_api_base=upstream.url,
+        openai_api_key="sk-by-another-name",
+        request_timeout=5,
+        top_p=0.5,
+        extra_body={"seed": 7},
     )
     model.invoke([("system", "be brief"), ("user", "hi")])
-    body = upstream.requests[-1]["body"]
-    assert body["top_p"] == 0.5 and body["seed"] == 7
-    assert body["messages"][0]["role"] == "developer"  # (as OpenAI's o-series take it)
+    sent = upstream.requests[-1]
+    assert sent["body"]["top_p"] == 0.5 and sent["body"]["seed"] == 7
+    assert sent["headers"]["authorization"] == "Bearer sk-by-another-name"
+    assert "sk-by-another-name" not in json.dumps(sent["body"]) and model.timeout == 5
+    assert sent["body"]["messages"][0]["role"] == "developer"  # (as OpenAI's o-series take it)
+    with pytest.raises(ValidationError, match="unknown setting 'temprature'"):
+        OpenAIChatModel(model="m", base_url=upstream.url, temprature=0.2)
 
 
 def test_an_error_sent_mid_stream_ends_the_reply_and_keeps_what_arrived(endpoint):

@@ -417,9 +417,13 @@ class Turn:
         """Account for one streamed chunk (or a whole message); its text (may be empty),
         repaired (``text.repaired``). ``text``: what of the chunk's text to take now, if not
         all of it."""
-        if self._save_failed is not None:
+        if self._save_failed is not None:  # (the store's failure, not the model's)
             failed, self._save_failed = self._save_failed, None
-            raise failed
+            raise ChatError(
+                f"the reply could not be saved: {self.host.config.redact(str(failed))}",
+                hint=getattr(failed, "hint", None),
+                reply=self.reply,
+            ) from failed
         reply = self.reply
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
@@ -447,10 +451,12 @@ class Turn:
             self._save_failed = exc
 
     def _cancel_save(self) -> None:
-        """The text is about to be recorded whole: no timer must save a part of it after."""
+        """The text is about to be recorded whole: no timer must save a part of it after (and
+        a part that could not be saved is the whole write's to report now)."""
         if self._save_soon is not None:
             self._save_soon.cancel()
             self._save_soon = None
+        self._save_failed = None
 
     def _tool_calls(self, calls: Any) -> Iterator[ToolCall]:
         for call in calls:
