@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 import uuid
@@ -67,6 +70,22 @@ class Project:
 def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
     """Invoke the real CLI in-process, stdout and stderr kept apart."""
     return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def imports_of(cwd: Path, *args: str, watched: tuple[str, ...]) -> tuple[str, list[str]]:
+    """``ai-assistant ARGS`` in a fresh process in ``cwd`` (what a command pays for at start
+    depends on what no earlier test imported): its standard output, and which of the
+    ``watched`` modules it imported."""
+    code = (
+        "import sys\nfrom ai_assistant.cli import main\n"
+        f"sys.argv = ['ai-assistant', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print('IMPORTED', [m for m in {list(watched)!r} if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    out, marker, imported = done.stdout.rpartition("IMPORTED ")
+    assert marker, f"it did not finish: {done.stdout[-500:]!r} {done.stderr[-1000:]!r}"
+    return out, ast.literal_eval(imported.strip())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, imports_of, run
 from fake_openai import EMBEDDING_DIMENSION, fake_embedding
 
 from ai_assistant import load_host
@@ -381,17 +381,9 @@ def test_an_embeddings_section_that_is_not_a_table_is_named(project):
 
 
 def test_listing_embeddings_imports_no_sdk_and_no_numpy():
-    code = (
-        "import sys; from ai_assistant.cli import main; sys.argv = ['ai-assistant', 'embeddings',"
-        " 'list']\ntry: main()\nexcept SystemExit: pass\n"
-        "print(sorted(m for m in ('langchain_openai', 'openai', 'langchain_core', 'httpx',"
-        " 'numpy', 'tiktoken') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    assert "hashing" in out
-    assert out.strip().splitlines()[-1] == "[]"
+    heavy = ("langchain_openai", "openai", "langchain_core", "httpx", "numpy", "tiktoken")
+    out, imported = imports_of(REPO, "embeddings", "list", watched=heavy)
+    assert "hashing" in out and imported == []
 
 
 def test_the_readmes_embeddings_settings_list_as_described(project):

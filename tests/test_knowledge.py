@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import imports_of
 
 from ai_assistant import Chat, load_host
 
@@ -467,19 +468,14 @@ def test_knowledge_on_postgresql_with_pgvector(kproject, postgres_url):
 
 
 def test_knowledge_costs_nothing_for_commands_that_do_not_use_it(kproject):
-    code = (
-        "import sys\n"
-        "from ai_assistant.cli import main\n"
-        "sys.argv = ['ai-assistant', 'models', 'list']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('numpy', 'langchain_text_splitters', 'ai_assistant.knowledge.search',"
-        " 'ai_assistant.storage.vectors.sqlite') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
+    heavy = (
+        "numpy",
+        "langchain_text_splitters",
+        "ai_assistant.knowledge.search",
+        "ai_assistant.storage.vectors.sqlite",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=kproject.root, capture_output=True, text=True
-    )
-    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    _out, imported = imports_of(kproject.root, "models", "list", watched=heavy)
+    assert imported == []
 
 
 def test_config_validate_names_an_unknown_ingestor_embeddings_or_store(kproject):

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypedDict
 
 import pytest
+from conftest import imports_of
 
 from ai_assistant import load_host
 from ai_assistant.chat import Chat, Done, Turn
@@ -47,16 +46,9 @@ def _asked(upstream, since: int) -> list[str]:
 
 
 def test_a_one_shot_chat_imports_no_openai_sdk(endpoint):
-    code = (
-        "import sys; from ai_assistant.cli import main\n"
-        "sys.argv = ['ai-assistant', 'chat', '-m', 'good', 'hi', '--no-log']\n"
-        "try: main()\nexcept SystemExit: pass\n"
-        "print(sorted(m for m in ('langchain_openai', 'openai') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=endpoint.root, capture_output=True, text=True
-    )
-    assert done.stdout.splitlines() == ["upstream: hi", "[]"], done.stderr
+    args = ("chat", "-m", "good", "hi", "--no-log")
+    out, imported = imports_of(endpoint.root, *args, watched=("langchain_openai", "openai"))
+    assert out == "upstream: hi\n" and imported == []
 
 
 def test_rate_limited_requests_are_retried_as_max_retries_says_then_fall_back(endpoint, upstream):
