@@ -76,6 +76,7 @@ _CHATOPENAI_NAMES = {
     "openai_api_base": "base_url",
     "request_timeout": "timeout",
     "max_completion_tokens": "max_tokens",
+    "openai_organization": "organization",
 }
 # the Chat Completions request's own fields that may be set for every request
 _BODY_FIELDS = frozenset(
@@ -152,6 +153,8 @@ class OpenAIChatModel(BaseChatModel):
     temperature: float | None = None
     max_tokens: int | None = None
     stream_usage: bool = True  # ask for token usage on streamed replies (stream_options)
+    streaming: bool = False  # invoke() streams from the server too (LangChain reads it)
+    organization: str | None = None  # sent as OpenAI-Organization, for OpenAI's own API
     model_kwargs: dict[str, Any] = Field(default_factory=dict)  # more fields for the body
     # clients to use instead of the model's own (for every event loop): tests, proxies, mocks
     http_client: Any = Field(default=None, exclude=True)
@@ -333,6 +336,8 @@ class OpenAIChatModel(BaseChatModel):
             if not key.isprintable():
                 raise APIKeyError("the API key has a control character in it (a line break?)")
             headers["Authorization"] = f"Bearer {key}"
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
         headers.update(self.default_headers or {})
         return headers
 

@@ -189,6 +189,12 @@ def test_settings_by_chatopenai_s_names_and_request_fields(upstream):
     assert sent["body"]["messages"][0]["role"] == "developer"  # (as OpenAI's o-series take it)
     with pytest.raises(ValidationError, match="unknown setting 'temprature'"):
         OpenAIChatModel(model="m", base_url=upstream.url, temprature=0.2)
+    streaming = OpenAIChatModel(
+        model="ok", base_url=upstream.url, streaming=True, openai_organization="org-1"
+    )
+    assert streaming.invoke("hi").content == "upstream: hi"
+    sent = upstream.requests[-1]
+    assert sent["body"]["stream"] is True and sent["headers"]["openai-organization"] == "org-1"
 
 
 def test_an_error_sent_mid_stream_ends_the_reply_and_keeps_what_arrived(endpoint):
