@@ -365,10 +365,10 @@ class OpenAIChatModel(BaseChatModel):
     async def _asend(self, body: bytes, stream: bool) -> Any:
         """The endpoint's response (opened, when streaming), retried as the openai SDK does."""
         client = self.async_client()
-        headers = self._headers()
+        headers, timeout = self._headers(), self._timeout()
         for attempt in itertools.count():
             request = client.build_request(
-                "POST", self._url, content=body, headers=headers, timeout=self._timeout()
+                "POST", self._url, content=body, headers=headers, timeout=timeout
             )
             try:
                 response = await client.send(request, stream=stream)
@@ -392,10 +392,10 @@ class OpenAIChatModel(BaseChatModel):
     def _send(self, body: bytes, stream: bool) -> Any:
         """``_asend`` for threads without an event loop."""
         client = self._sync_client()
-        headers = self._headers()
+        headers, timeout = self._headers(), self._timeout()
         for attempt in itertools.count():
             request = client.build_request(
-                "POST", self._url, content=body, headers=headers, timeout=self._timeout()
+                "POST", self._url, content=body, headers=headers, timeout=timeout
             )
             try:
                 response = client.send(request, stream=stream)
@@ -773,10 +773,9 @@ def _stream_chunk(data: str) -> Any:
             return None
         return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
     choice = choices[0]
-    delta = choice.get("delta") if isinstance(choice, dict) else None
-    delta = delta or {}
-    if not isinstance(choice, dict) or not isinstance(delta, dict):
+    if not isinstance(choice, dict) or not isinstance(choice.get("delta") or {}, dict):
         raise APIResponseError(f"a streamed choice is not a delta: {_preview(data)}")
+    delta = choice.get("delta") or {}
     calls = [
         tool_call_chunk(
             name=(call.get("function") or {}).get("name"),
@@ -847,18 +846,18 @@ def _preview(value: Any) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or
+    an HTTP date); None when it asks nothing that can be read."""
     with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError):
         return float(headers["retry-after-ms"]) / 1000
-    try:
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    value = headers.get("retry-after")
+    if value is None:
         return None
+    with contextlib.suppress(ValueError, OverflowError):
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    return None
 
 
 @functools.cache
@@ -897,6 +896,12 @@ class _Clients:
             client = httpx2.Client(verify=_tls_context(), timeout=None, limits=_LIMITS)
             self._local.client = client
         return client
+
+
+def ready_client() -> None:
+    """Make the HTTP client the models use on the running event loop now, rather than on
+    its first request; nothing is connected."""
+    _clients.for_loop(asyncio.get_running_loop())
 
 
 def prepare_transport() -> None:

@@ -460,18 +460,16 @@ def offline_copy(model: Any) -> tuple[Any, Any] | None:
 
 
 def ready_clients(models: list[Any]) -> None:
-    """Make the HTTP client ``models`` (those that are ``OpenAIChatModel``) will use on the
-    running event loop now, rather than on the first request (about 1 ms). Nothing is
+    """When any of ``models`` is an ``OpenAIChatModel``, make the HTTP client they share on
+    the running event loop now, rather than on the first request (about 1 ms). Nothing is
     connected. Call it after ``warm_up_chat_models``, which imports what it needs and makes
     the TLS context; it never raises (the first request would make the client instead)."""
     import sys
 
     own = sys.modules.get("ai_assistant.openai_chat")
-    for model in models if own is not None else ():
-        if isinstance(model, own.OpenAIChatModel):
-            with contextlib.suppress(Exception):
-                model.async_client()
-            return  # (one client serves every model on this loop)
+    if own is not None and any(isinstance(m, own.OpenAIChatModel) for m in models):
+        with contextlib.suppress(Exception):
+            own.ready_client()
 
 
 async def _warm_up(model: Any) -> bool:
